@@ -1,0 +1,801 @@
+/* What one change writes: the ticket row, its event row (hash-chained), its
+ * assignee, clock and deadline rows, and its outbox rows — all inside the
+ * batch transaction, under the change's savepoint. */
+#include <stdarg.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_int.h"
+#include "engine/error.h"
+#include "engine/jcs.h"
+
+/* Deadline row kinds (deadlines.kind). */
+enum { DEADLINE_STATE = 0, DEADLINE_CLOCK = 1 };
+
+static int refuse(wh_op_t *op, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int refuse(wh_op_t *op, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    op->err = err;
+    vsnprintf(op->message, sizeof(op->message), fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+static int64_t add_dur(const wh_calendar_t *cal, int64_t t, wh_duration_t d)
+{
+    if (cal != NULL)
+        return wh_calendar_add(cal, t, d);
+    /* No calendar (only when a config names none): whole days and hours. */
+    return t + d.n * (d.unit == WH_DUR_WORKDAYS ? 86400 : d.unit == WH_DUR_WORKHOURS ? 3600 : 1);
+}
+
+/* ---- the machine's view ---- */
+
+int wh_mach_view_build(const wh_workflow_t *wf, const wh_ticket_t *t, wh_mach_view_t *v)
+{
+    json_t *counts = t->counts ? json_loads(t->counts, 0, NULL) : NULL;
+    size_t np = 0;
+
+    memset(v, 0, sizeof(*v));
+    v->assignees = calloc(t->nassignees + 1, sizeof(*v->assignees));
+    v->progress = calloc(t->nprogress + 1, sizeof(*v->progress));
+    v->counts = calloc(wf->nevents + 1, sizeof(*v->counts));
+    v->clocks = calloc(wf->nclocks + 1, sizeof(*v->clocks));
+    if (!v->assignees || !v->progress || !v->counts || !v->clocks) {
+        json_decref(counts);
+        wh_mach_view_free(v);
+        return WH_ENOMEM;
+    }
+    for (size_t i = 0; i < t->nassignees; i++)
+        v->assignees[i] = (wh_mach_assignee_t){ t->assignees[i].org, t->assignees[i].active };
+    for (size_t i = 0; i < t->nprogress; i++) {
+        int ev = wh_workflow_event(wf, t->progress[i].event);
+        if (ev >= 0)
+            v->progress[np++] = (wh_mach_progress_t){ t->progress[i].assignee, ev };
+    }
+    for (size_t i = 0; i < wf->nevents; i++)
+        v->counts[i] = (uint32_t)json_integer_value(json_object_get(counts, wf->events[i].name));
+    for (size_t i = 0; i < t->nclocks; i++) {
+        int c = wh_workflow_clock(wf, t->clocks[i].name);
+        if (c >= 0)
+            v->clocks[c] = t->clocks[i].status;
+    }
+    json_decref(counts);
+    v->t = (wh_mach_ticket_t){ .state = wh_workflow_state(wf, t->state),
+                               .priority = wh_workflow_priority(wf, t->priority),
+                               .raiser = t->raiser,
+                               .assignees = v->assignees,
+                               .nassignees = t->nassignees,
+                               .progress = v->progress,
+                               .nprogress = np,
+                               .event_counts = v->counts,
+                               .clocks = v->clocks };
+    if (v->t.priority < 0)
+        v->t.priority = wf->default_priority;
+    return v->t.state < 0 ? WH_ECORRUPT : 0;
+}
+
+void wh_mach_view_free(wh_mach_view_t *v)
+{
+    free(v->assignees);
+    free(v->progress);
+    free(v->counts);
+    free(v->clocks);
+    memset(v, 0, sizeof(*v));
+}
+
+/* ---- deadlines ---- */
+
+static int insert_deadline(wh_engine_t *e, const wh_ticket_t *t, const char *key, int64_t due,
+                           int kind, const char *ref, int64_t step)
+{
+    sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_DEADLINE_INSERT);
+    int rc = wh_store_bind(e->store, st, "isiisi", t->rid, key, due, (int64_t)kind, ref, step);
+    return rc == 0 ? wh_store_exec(e->store, st) : rc;
+}
+
+static int delete_deadlines(wh_engine_t *e, const wh_ticket_t *t, int kind, const char *ref)
+{
+    sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_DEADLINE_DELETE_REF);
+    int rc = wh_store_bind(e->store, st, "iis", t->rid, (int64_t)kind, ref);
+    return rc == 0 ? wh_store_exec(e->store, st) : rc;
+}
+
+/* Rows for a due time and its ladder: step 0 is the due time itself (the
+ * breach, and `fire`), step k the ladder's k-th step measured from it. The
+ * key names the ticket, the visit or due time, and the step, so that one
+ * pending due time has exactly one row. */
+static int schedule(wh_engine_t *e, const wh_workflow_t *wf, const wh_ticket_t *t, int kind,
+                    const char *ref, const char *epoch, int64_t due, int escalate, bool with_breach)
+{
+    const wh_calendar_t *cal = wh_engine_calendar(e, wf);
+    char key[200];
+    int rc = 0;
+
+    if (with_breach) {
+        snprintf(key, sizeof(key), "%lld:%c:%s:%s:0", (long long)t->rid, kind ? 'c' : 's', ref,
+                 epoch);
+        rc = insert_deadline(e, t, key, due, kind, ref, 0);
+    }
+    if (escalate < 0)
+        return rc;
+    for (size_t k = 0; rc == 0 && k < wf->escalations[escalate].nsteps; k++) {
+        const wh_step_t *step = &wf->escalations[escalate].steps[k];
+        snprintf(key, sizeof(key), "%lld:%c:%s:%s:%zu", (long long)t->rid, kind ? 'c' : 's', ref,
+                 epoch, k + 1);
+        rc = insert_deadline(e, t, key, add_dur(cal, due, step->at), kind, ref, (int64_t)(k + 1));
+    }
+    return rc;
+}
+
+static int schedule_state(wh_engine_t *e, const wh_workflow_t *wf, wh_ticket_t *t, int state,
+                          int64_t now)
+{
+    const wh_state_t *s = &wf->states[state];
+    char epoch[24];
+
+    t->due_at = WH_NULL_TIME;
+    if (!s->has_deadline)
+        return 0;
+    t->due_at = add_dur(wh_engine_calendar(e, wf), now, s->within);
+    snprintf(epoch, sizeof(epoch), "%lld", (long long)t->visit);
+    return schedule(e, wf, t, DEADLINE_STATE, s->name, epoch, t->due_at, s->escalate, true);
+}
+
+static int schedule_clock(wh_engine_t *e, const wh_workflow_t *wf, const wh_ticket_t *t,
+                          const wh_tclock_t *c)
+{
+    int ci = wh_workflow_clock(wf, c->name);
+    char epoch[24];
+    int rc = delete_deadlines(e, t, DEADLINE_CLOCK, c->name);
+
+    if (rc != 0 || ci < 0 || c->status != WH_CLOCK_RUNNING)
+        return rc;
+    snprintf(epoch, sizeof(epoch), "%lld", (long long)c->due_at);
+    return schedule(e, wf, t, DEADLINE_CLOCK, c->name, epoch, c->due_at, wf->clocks[ci].escalate,
+                    !c->breached);
+}
+
+/* ---- clocks ---- */
+
+/* Moves a clock's due time out by the time it did not run, in the unit of
+ * its `within`: wall time for s/m/h/d, working time for workdays/workhours. */
+static void move_due(const wh_calendar_t *cal, wh_tclock_t *c, wh_duration_t within, int64_t now)
+{
+    if (c->paused_since == WH_NULL_TIME || now <= c->paused_since)
+        return;
+    if (!wh_duration_is_work(within) || cal == NULL)
+        c->due_at += now - c->paused_since;
+    else
+        c->due_at = wh_calendar_add_work_seconds(
+            cal, c->due_at, wh_calendar_work_seconds(cal, c->paused_since, now));
+}
+
+/* Applies a status change decided by the machine to one clock. */
+static void step_clock(const wh_calendar_t *cal, wh_tclock_t *c, wh_clock_status_t to,
+                       wh_duration_t within, int64_t now)
+{
+    wh_clock_status_t from = c->status;
+
+    if (from == to)
+        return;
+    if (from == WH_CLOCK_IDLE) {
+        c->started_at = now;
+        c->due_at = add_dur(cal, now, within);
+        c->paused_since = to == WH_CLOCK_RUNNING ? WH_NULL_TIME : now;
+        c->run_since = to == WH_CLOCK_RUNNING ? now : WH_NULL_TIME;
+    } else if (from == WH_CLOCK_RUNNING) {
+        c->elapsed = wh_ticket_clock_elapsed(c, now);
+        c->run_since = WH_NULL_TIME;
+        c->paused_since = now;
+    } else if (to == WH_CLOCK_RUNNING) {
+        move_due(cal, c, within, now);
+        c->paused_since = WH_NULL_TIME;
+        c->run_since = now;
+    }
+    c->status = to;
+}
+
+/* Brings every clock of the ticket to the statuses in res, then applies
+ * `extends`; saves the rows and re-arms the ladders that changed. */
+static int apply_clocks(wh_engine_t *e, const wh_workflow_t *wf, wh_ticket_t *t,
+                        const wh_mach_result_t *res, int64_t now)
+{
+    const wh_calendar_t *cal = wh_engine_calendar(e, wf);
+    int prio = wh_workflow_priority(wf, t->priority);
+    int rc = 0;
+
+    for (size_t ci = 0; rc == 0 && ci < wf->nclocks; ci++) {
+        const wh_clock_t *def = &wf->clocks[ci];
+        wh_tclock_t *c = NULL;
+        bool changed;
+        for (size_t i = 0; i < t->nclocks && c == NULL; i++)
+            if (strcmp(t->clocks[i].name, def->name) == 0)
+                c = &t->clocks[i];
+        if (c == NULL && res->clocks[ci] == WH_CLOCK_IDLE)
+            continue;
+        if (c == NULL && (rc = wh_ticket_add_clock(t, def->name)) == 0)
+            c = &t->clocks[t->nclocks - 1];
+        if (rc != 0)
+            break;
+        changed = c->status != res->clocks[ci];
+        step_clock(cal, c, res->clocks[ci], def->within[prio < 0 ? 0 : prio], now);
+        for (size_t x = 0; x < res->nextends; x++) {
+            if (res->extends[x].clock != (int)ci || c->status == WH_CLOCK_IDLE)
+                continue;
+            if (c->original_due_at == WH_NULL_TIME)
+                c->original_due_at = c->due_at;
+            c->due_at = add_dur(cal, c->due_at, res->extends[x].by);
+            changed = true;
+        }
+        if (changed && (rc = wh_ticket_save_clock(e->store, t, c)) == 0)
+            rc = schedule_clock(e, wf, t, c);
+    }
+    return rc;
+}
+
+/* ---- the event log and the outbox ---- */
+
+/* Appends the ticket's next event row, chained to the previous one. data is
+ * stolen. *row gets SPEC §4's row (new reference) when row is not NULL. */
+static int append_event(wh_engine_t *e, wh_ticket_t *t, int64_t now, const char *event,
+                        const char *actor, const char *from, const char *to, const char *note,
+                        json_t *data, json_t **row)
+{
+    char *text = data ? json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    int64_t seq = t->last_seq + 1;
+    json_t *hashed = text ? wh_store_hash_row(seq, now, event, actor, from, to, note, text) : NULL;
+    char hash[65];
+    sqlite3_stmt *st;
+    int rc = hashed ? wh_jcs_chain_hash(t->last_hash, hashed, hash) : WH_ENOMEM;
+
+    json_decref(data);
+    json_decref(hashed);
+    if (rc != 0)
+        goto out;
+    st = wh_store_stmt(e->store, WH_STMT_EVENT_INSERT);
+    rc = wh_store_bind(e->store, st, "iiisssssss", t->rid, seq, now, event, actor, from, to, note,
+                       text, hash);
+    if (rc == 0)
+        rc = wh_store_exec(e->store, st);
+    if (rc != 0)
+        goto out;
+    t->last_seq = seq;
+    memcpy(t->last_hash, hash, sizeof(hash));
+    t->updated_at = now;
+    if (row != NULL && (*row = wh_event_json(seq, now, event, actor, from, to, note, text, hash,
+                                             e->opt.tz)) == NULL)
+        rc = WH_ENOMEM;
+out:
+    free(text);
+    return rc;
+}
+
+static int new_webhook_id(char out[40])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[16];
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return WH_ENOMEM;
+    memcpy(out, "msg_", 4);
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        out[4 + 2 * i] = hex[raw[i] >> 4];
+        out[5 + 2 * i] = hex[raw[i] & 15];
+    }
+    out[4 + 2 * sizeof(raw)] = '\0';
+    return 0;
+}
+
+/* Queues one SPEC §5 message per org, to be delivered by the notifier. */
+static int enqueue(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_msg_type_t type,
+                   const char *const *orgs, size_t n, json_t *ticket, json_t *event)
+{
+    char stamp[26], id[40];
+    int rc = 0;
+
+    wh_time_format_tz(now, e->opt.tz, stamp);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        int o = wh_orgdir_find(e->opt.dir, orgs[i]);
+        bool endpoint = o >= 0 && e->opt.dir->orgs[o].has_webhook;
+        json_t *msg =
+            json_pack("{s:s,s:s,s:{s:O,s:O,s:{}}}", "type", wh_msg_type_name(type), "timestamp",
+                      stamp, "data", "ticket", ticket, "event", event, "actions");
+        char *payload = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+        json_decref(msg);
+        if (payload == NULL || (rc = new_webhook_id(id)) != 0) {
+            free(payload);
+            return rc != 0 ? rc : WH_ENOMEM;
+        }
+        sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_OUTBOX_INSERT);
+        rc = wh_store_bind(e->store, st, "sisssstt", id, t->rid, orgs[i], wh_msg_type_name(type),
+                           payload, endpoint ? "pending" : "no_endpoint",
+                           endpoint ? now : WH_NULL_TIME, now);
+        if (rc == 0)
+            rc = wh_store_exec(e->store, st);
+        free(payload);
+    }
+    return rc;
+}
+
+/* ---- idempotency ---- */
+
+#define IDEMPOTENCY_TTL (24 * 3600)
+
+static int idem_check(wh_engine_t *e, wh_op_t *op, int64_t now, bool *replay)
+{
+    sqlite3_stmt *st;
+    wh_ticket_t t = { 0 };
+    char *ticket_id = NULL;
+    int rc, status;
+    bool same;
+
+    *replay = false;
+    if (op->idem_key == NULL || op->org == NULL)
+        return 0;
+    st = wh_store_stmt(e->store, WH_STMT_IDEM_GET);
+    if ((rc = wh_store_bind(e->store, st, "ss", op->org, op->idem_key)) != 0 ||
+        (rc = wh_store_step(e->store, st)) <= 0)
+        return rc;
+    if (sqlite3_column_int64(st, 3) <= now - IDEMPOTENCY_TTL) {
+        sqlite3_reset(st);
+        return 0;
+    }
+    same = strcmp(wh_store_col_text(st, 0), op->digest ? op->digest : "") == 0;
+    status = sqlite3_column_int(st, 1);
+    ticket_id = wh_store_col_text(st, 2) ? strdup(wh_store_col_text(st, 2)) : NULL;
+    sqlite3_reset(st);
+    if (!same) {
+        free(ticket_id);
+        return refuse(op, WH_EIDEMPOTENCY_MISMATCH,
+                      "this Idempotency-Key was used with a different request");
+    }
+    rc = ticket_id ? wh_ticket_load(e->store, ticket_id, &t) : WH_ENOENT;
+    if (rc == 0) {
+        const wh_workflow_t *wf = wh_engine_workflow(e, t.workflow, t.version);
+        op->ticket = wh_ticket_json(&t, wf, e->opt.tz, now);
+        op->status = status;
+        op->replayed = true;
+        *replay = true;
+        rc = op->ticket ? 0 : WH_ENOMEM;
+    }
+    wh_ticket_clear(&t);
+    free(ticket_id);
+    return rc;
+}
+
+static int idem_put(wh_engine_t *e, const wh_op_t *op, const char *ticket_id, int64_t now)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (op->idem_key == NULL || op->org == NULL)
+        return 0;
+    st = wh_store_stmt(e->store, WH_STMT_IDEM_PUT);
+    rc = wh_store_bind(e->store, st, "sssisi", op->org, op->idem_key, op->digest ? op->digest : "",
+                       (int64_t)op->status, ticket_id, now);
+    return rc == 0 ? wh_store_exec(e->store, st) : rc;
+}
+
+/* ---- raise ---- */
+
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; s != NULL && *s != '\0'; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* SPEC §4's field limits, shared by every way in (HTTP, Open311). */
+static int check_limits(wh_op_t *op)
+{
+    static const struct {
+        size_t off, max;
+        const char *name;
+    } limits[] = {
+        { offsetof(wh_op_t, title), 200, "title" },
+        { offsetof(wh_op_t, description), 4000, "description" },
+        { offsetof(wh_op_t, note), 4000, "note" },
+        { offsetof(wh_op_t, external_id), 128, "external_id" },
+    };
+    for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+        const char *v = *(char *const *)((const char *)op + limits[i].off);
+        char msg[64];
+        if (utf8_chars(v) <= limits[i].max)
+            continue;
+        snprintf(msg, sizeof(msg), "%s is longer than %zu characters", limits[i].name,
+                 limits[i].max);
+        return refuse(op, WH_EBAD_FIELD, "%s", msg);
+    }
+    return 0;
+}
+
+/* The newest version of the named workflow, or of the only one loaded. */
+static const wh_workflow_t *pick_workflow(const wh_engine_t *e, const char *name, bool *several)
+{
+    const wh_workflow_t *best = NULL;
+    *several = false;
+    for (size_t i = 0; i < e->opt.nworkflows; i++) {
+        const wh_workflow_t *wf = e->opt.workflows[i];
+        if (name == NULL && best != NULL && strcmp(best->name, wf->name) != 0)
+            *several = true;
+        if (name != NULL && strcmp(wf->name, name) != 0)
+            continue;
+        if (best == NULL || (strcmp(best->name, wf->name) == 0 && wf->version > best->version))
+            best = wf;
+    }
+    return *several ? NULL : best;
+}
+
+/* The raise event's data: what the raiser said, with lat/lon as decimal
+ * strings so that no float formatting enters the hash (SPEC §6). */
+static json_t *raise_data(const wh_op_t *op, const wh_workflow_t *wf, const wh_ticket_t *t)
+{
+    json_t *loc = json_null(), *as = json_array();
+    const char *key;
+    json_t *v;
+
+    if (op->location != NULL) {
+        loc = json_object();
+        json_object_foreach(op->location, key, v)
+        {
+            char num[40];
+            if (json_is_number(v)) {
+                snprintf(num, sizeof(num), "%.17g", json_number_value(v));
+                for (int prec = 1; prec < 17; prec++) {
+                    snprintf(num, sizeof(num), "%.*g", prec, json_number_value(v));
+                    if (strtod(num, NULL) == json_number_value(v))
+                        break;
+                }
+                json_object_set_new(loc, key, json_string(num));
+            } else {
+                json_object_set(loc, key, v);
+            }
+        }
+    }
+    for (size_t i = 0; i < t->nassignees; i++)
+        json_array_append_new(as, json_string(t->assignees[i].org));
+    return json_pack("{s:s,s:I,s:s,s:s,s:s?,s:s,s:o,s:o,s:s?}", "workflow", wf->name, "version",
+                     (json_int_t)wf->version, "category", op->category, "title", op->title,
+                     "description", op->description, "priority", t->priority, "location", loc,
+                     "assignees", as, "external_id", op->external_id);
+}
+
+static int check_raise(wh_engine_t *e, wh_op_t *op, const wh_workflow_t **wf, int *prio)
+{
+    int o = wh_orgdir_find(e->opt.dir, op->org);
+    bool several = false;
+
+    if (o < 0 || (e->opt.dir->orgs[o].kind != WH_KIND_STREET &&
+                  e->opt.dir->orgs[o].kind != WH_KIND_COMMUNITY))
+        return refuse(op, WH_EFORBIDDEN, "only street offices and communities raise tickets");
+    if (op->category == NULL)
+        return refuse(op, WH_EMISSING_FIELD, "category is required");
+    if (op->title == NULL)
+        return refuse(op, WH_EMISSING_FIELD, "title is required");
+    if (check_limits(op) != 0)
+        return op->err;
+    *wf = pick_workflow(e, op->workflow, &several);
+    if (*wf == NULL && several)
+        return refuse(op, WH_EUNKNOWN_WORKFLOW,
+                      "several workflows are loaded: name one in \"workflow\"");
+    if (*wf == NULL)
+        return refuse(op, WH_EUNKNOWN_WORKFLOW, "no workflow named '%s' is loaded", op->workflow);
+    *prio = op->priority ? wh_workflow_priority(*wf, op->priority) : (*wf)->default_priority;
+    if (*prio < 0)
+        return refuse(op, WH_EUNKNOWN_PRIORITY, "unknown priority '%s'", op->priority);
+    if (wh_workflow_route(*wf, op->category) == NULL)
+        return refuse(op, WH_EUNKNOWN_CATEGORY, "unknown category '%s'", op->category);
+    return 0;
+}
+
+static int machine_refusal(wh_op_t *op, const wh_mach_result_t *res, const char *event)
+{
+    const char *d = res->detail;
+    switch (res->err) {
+    case WH_EUNKNOWN_EVENT:
+        return refuse(op, res->err, "unknown event '%s'", event);
+    case WH_EFORBIDDEN:
+        return refuse(op, res->err, "this org may not fire '%s' on this ticket", event);
+    case WH_EINVALID_STATE:
+        return refuse(op, res->err, "'%s' is not allowed in the ticket's current state", event);
+    case WH_ELIMIT_REACHED:
+        return refuse(op, res->err, "'%s' has reached its limit on this ticket", event);
+    case WH_EALREADY_FIRED:
+        return refuse(op, res->err, "this org already fired '%s' in this state", event);
+    case WH_EMISSING_FIELD:
+        return refuse(op, res->err, "%s is required", d ? d : "a field");
+    case WH_EUNKNOWN_ORG:
+        return refuse(op, res->err, "unknown org '%s'", d);
+    case WH_EBAD_FIELD:
+        return refuse(op, res->err, "%s has an invalid value", d ? d : "a field");
+    default:
+        return refuse(op, res->err, "%s", wh_strerror(res->err));
+    }
+}
+
+static int make_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, int prio,
+                       const wh_mach_result_t *res, int64_t now, wh_ticket_t *t)
+{
+    char id[32];
+    char *loc = op->location ? json_dumps(op->location, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+    snprintf(id, sizeof(id), "T%08lld", (long long)(e->last_rid + 1));
+    *t = (wh_ticket_t){ .rid = e->last_rid + 1,
+                        .id = strdup(id),
+                        .workflow = strdup(wf->name),
+                        .version = wf->version,
+                        .state = strdup(wf->states[res->to].name),
+                        .priority = strdup(wf->npriorities ? wf->priorities[prio] : "normal"),
+                        .category = strdup(op->category),
+                        .title = strdup(op->title),
+                        .description = op->description ? strdup(op->description) : NULL,
+                        .location = loc,
+                        .raiser = strdup(op->org),
+                        .external_id = op->external_id ? strdup(op->external_id) : NULL,
+                        .counts = strdup("{}"),
+                        .created_at = now,
+                        .updated_at = now,
+                        .closed_at = WH_NULL_TIME,
+                        .state_since = now,
+                        .visit = 1,
+                        .due_at = WH_NULL_TIME };
+    memset(t->last_hash, '0', 64);
+    if (!t->id || !t->workflow || !t->state || !t->priority || !t->category || !t->title ||
+        !t->raiser || !t->counts || (op->location && !loc))
+        return WH_ENOMEM;
+    for (size_t i = 0; i < res->nassignees; i++)
+        if (wh_ticket_add_assignee(t, res->assignees[i].org, res->assignees[i].active) != 0)
+            return WH_ENOMEM;
+    return 0;
+}
+
+/* Writes a new ticket: its rows, its first event, clocks, deadline, messages. */
+static int write_new_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, wh_ticket_t *t,
+                            const wh_mach_result_t *res, int64_t now)
+{
+    json_t *row = NULL;
+    int rc;
+
+    if ((rc = schedule_state(e, wf, t, res->to, now)) != 0 ||
+        (rc = append_event(e, t, now, "raise", op->org, NULL, t->state, NULL, raise_data(op, wf, t),
+                           &row)) != 0 ||
+        (rc = wh_ticket_insert(e->store, t)) != 0 ||
+        (rc = wh_ticket_save_assignees(e->store, t, false)) != 0 ||
+        (rc = apply_clocks(e, wf, t, res, now)) != 0)
+        goto out;
+    op->ticket = wh_ticket_json(t, wf, e->opt.tz, now);
+    if (op->ticket == NULL) {
+        rc = WH_ENOMEM;
+        goto out;
+    }
+    rc = enqueue(e, t, now, res->msg_type, res->notify, res->nnotify, op->ticket, row);
+out:
+    json_decref(row);
+    return rc;
+}
+
+int wh_apply_raise(wh_engine_t *e, wh_op_t *op, int64_t now)
+{
+    const wh_workflow_t *wf = NULL;
+    wh_mach_result_t res = { 0 };
+    wh_ticket_t t = { 0 };
+    const wh_route_t *route;
+    bool replay = false;
+    int prio = 0, rc;
+
+    if ((rc = idem_check(e, op, now, &replay)) != 0 || replay)
+        return rc;
+    if ((rc = check_raise(e, op, &wf, &prio)) != 0)
+        return rc;
+    route = wh_workflow_route(wf, op->category);
+    if (op->has_assignees)
+        rc = wh_mach_raise(wf, e->opt.dir, op->org, prio, (const char *const *)op->assignees,
+                           op->nassignees, &res);
+    else
+        rc = wh_mach_raise(wf, e->opt.dir, op->org, prio, route->orgs, route->norgs, &res);
+    if (rc != 0) {
+        rc = machine_refusal(op, &res, "raise");
+        goto out;
+    }
+    if ((rc = make_ticket(e, op, wf, prio, &res, now, &t)) != 0 ||
+        (rc = write_new_ticket(e, op, wf, &t, &res, now)) != 0)
+        goto out;
+    op->status = 201;
+    rc = idem_put(e, op, t.id, now);
+    if (rc == 0)
+        e->last_rid = t.rid;
+out:
+    wh_mach_result_free(&res);
+    wh_ticket_clear(&t);
+    return rc;
+}
+
+/* ---- fire ---- */
+
+static int bump_count(wh_ticket_t *t, const char *event)
+{
+    json_t *counts = json_loads(t->counts ? t->counts : "{}", 0, NULL);
+    char *text;
+    if (counts == NULL)
+        counts = json_object();
+    json_object_set_new(counts, event,
+                        json_integer(json_integer_value(json_object_get(counts, event)) + 1));
+    text = json_dumps(counts, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(counts);
+    if (text == NULL)
+        return WH_ENOMEM;
+    free(t->counts);
+    t->counts = text;
+    return 0;
+}
+
+/* The assignee set after the event: existing rows keep their index and
+ * history; the machine appends new ones. */
+static int update_assignees(wh_ticket_t *t, const wh_mach_result_t *res, const char *actor,
+                            const char *event, int64_t now)
+{
+    for (size_t i = 0; i < res->nassignees; i++) {
+        if (i < t->nassignees)
+            t->assignees[i].active = res->assignees[i].active;
+        else if (wh_ticket_add_assignee(t, res->assignees[i].org, res->assignees[i].active) != 0)
+            return WH_ENOMEM;
+    }
+    for (size_t i = 0; actor != NULL && i < t->nassignees; i++) {
+        if (strcmp(t->assignees[i].org, actor) != 0)
+            continue;
+        char *copy = strdup(event);
+        if (copy == NULL)
+            return WH_ENOMEM;
+        free(t->assignees[i].last_event);
+        t->assignees[i].last_event = copy;
+        t->assignees[i].at = now;
+    }
+    return 0;
+}
+
+static int record_progress(wh_engine_t *e, wh_ticket_t *t, int assignee, const char *event)
+{
+    sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_PROGRESS_INSERT);
+    wh_tprogress_t *v = realloc(t->progress, (t->nprogress + 1) * sizeof(*v));
+    int rc;
+    if (v == NULL)
+        return WH_ENOMEM;
+    t->progress = v;
+    v[t->nprogress] = (wh_tprogress_t){ assignee, strdup(event) };
+    if (v[t->nprogress].event == NULL)
+        return WH_ENOMEM;
+    t->nprogress++;
+    rc = wh_store_bind(e->store, st, "iis", t->rid, (int64_t)assignee, event);
+    return rc == 0 ? wh_store_exec(e->store, st) : rc;
+}
+
+/* Leaves the current state for res->to: cancels its deadline, clears join
+ * progress, starts the new state's deadline. */
+static int enter_state(wh_engine_t *e, const wh_workflow_t *wf, wh_ticket_t *t,
+                       const wh_mach_result_t *res, int64_t now)
+{
+    sqlite3_stmt *st;
+    char *state = strdup(wf->states[res->to].name);
+    int rc;
+
+    if (state == NULL)
+        return WH_ENOMEM;
+    if ((rc = delete_deadlines(e, t, DEADLINE_STATE, t->state)) != 0) {
+        free(state);
+        return rc;
+    }
+    free(t->state);
+    t->state = state;
+    t->visit++;
+    t->state_since = now;
+    t->escalation_level = 0;
+    for (size_t i = 0; i < t->nprogress; i++)
+        free(t->progress[i].event);
+    t->nprogress = 0;
+    st = wh_store_stmt(e->store, WH_STMT_PROGRESS_CLEAR);
+    if ((rc = wh_store_bind(e->store, st, "i", t->rid)) != 0 ||
+        (rc = wh_store_exec(e->store, st)) != 0)
+        return rc;
+    if (wf->states[res->to].final)
+        t->closed_at = now;
+    return schedule_state(e, wf, t, res->to, now);
+}
+
+static json_t *fire_data(const wh_op_t *op, const wh_ticket_t *t, const wh_mach_result_t *res)
+{
+    json_t *data = json_object();
+    if (op->has_rating)
+        json_object_set_new(data, "rating", json_integer(op->rating));
+    if (res->assignees_changed) {
+        json_t *as = json_array();
+        for (size_t i = 0; i < t->nassignees; i++)
+            if (t->assignees[i].active)
+                json_array_append_new(as, json_string(t->assignees[i].org));
+        json_object_set_new(data, "assignees", as);
+    }
+    if (res->join_partial)
+        json_object_set_new(data, "join", json_string("partial"));
+    return data;
+}
+
+static int write_fire(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, wh_ticket_t *t,
+                      const wh_mach_result_t *res, int64_t now)
+{
+    const char *event = wf->events[res->event].name;
+    char *from = strdup(t->state);
+    json_t *row = NULL;
+    int rc = from ? 0 : WH_ENOMEM;
+
+    if (rc == 0 && res->entered)
+        rc = enter_state(e, wf, t, res, now);
+    else if (rc == 0 && res->join_partial)
+        rc = record_progress(e, t, res->progress_assignee, event);
+    if (rc == 0)
+        rc = update_assignees(t, res, op->org, event, now);
+    if (rc == 0)
+        rc = wh_ticket_save_assignees(e->store, t, true);
+    if (rc == 0)
+        rc = bump_count(t, event);
+    if (rc == 0)
+        rc = apply_clocks(e, wf, t, res, now);
+    if (rc == 0)
+        rc = append_event(e, t, now, event, op->org ? op->org : "system", from, t->state, op->note,
+                          fire_data(op, t, res), &row);
+    if (rc == 0)
+        rc = wh_ticket_update(e->store, t);
+    if (rc == 0 && (op->ticket = wh_ticket_json(t, wf, e->opt.tz, now)) == NULL)
+        rc = WH_ENOMEM;
+    if (rc == 0 && res->entered)
+        rc = enqueue(e, t, now, res->msg_type, res->notify, res->nnotify, op->ticket, row);
+    json_decref(row);
+    free(from);
+    return rc;
+}
+
+int wh_apply_fire(wh_engine_t *e, wh_op_t *op, int64_t now)
+{
+    wh_mach_result_t res = { 0 };
+    wh_mach_fields_t fields = { 0 };
+    wh_mach_view_t view = { 0 };
+    wh_ticket_t t = { 0 };
+    const wh_workflow_t *wf;
+    bool replay = false;
+    int rc;
+
+    if ((rc = idem_check(e, op, now, &replay)) != 0 || replay)
+        goto out;
+    if ((rc = wh_ticket_load(e->store, op->ticket_id, &t)) != 0) {
+        if (rc == WH_ENOENT)
+            refuse(op, rc, "no ticket '%s'", op->ticket_id);
+        goto out;
+    }
+    wf = wh_engine_workflow(e, t.workflow, t.version);
+    if (wf == NULL || (rc = wh_mach_view_build(wf, &t, &view)) != 0) {
+        rc = refuse(op, WH_ECORRUPT, "the ticket's workflow %s is not available", t.workflow);
+        goto out;
+    }
+    fields = (wh_mach_fields_t){ .has_note = op->note != NULL,
+                                 .has_rating = op->has_rating,
+                                 .rating = op->rating < 0 || op->rating > 100 ? 0 : (int)op->rating,
+                                 .assignees = (const char *const *)op->assignees,
+                                 .nassignees = op->nassignees,
+                                 .has_assignees = op->has_assignees };
+    if ((rc = wh_mach_fire(wf, e->opt.dir, &view.t, op->org, op->event, &fields, &res)) != 0) {
+        rc = machine_refusal(op, &res, op->event);
+        goto out;
+    }
+    if ((rc = check_limits(op)) != 0 || (rc = write_fire(e, op, wf, &t, &res, now)) != 0)
+        goto out;
+    op->status = 200;
+    rc = idem_put(e, op, t.id, now);
+out:
+    wh_mach_result_free(&res);
+    wh_mach_view_free(&view);
+    wh_ticket_clear(&t);
+    return rc;
+}

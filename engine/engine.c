@@ -1,0 +1,672 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/engine_int.h"
+#include "engine/error.h"
+#include "engine/ydoc.h"
+
+#define DEFAULT_MAX_QUEUED 10000
+
+int64_t wh_engine_now(const wh_engine_t *e)
+{
+    if (e->opt.now != NULL)
+        return e->opt.now(e->opt.now_arg);
+    return (int64_t)time(NULL);
+}
+
+const wh_calendar_t *wh_engine_calendar(const wh_engine_t *e, const wh_workflow_t *wf)
+{
+    const char *name = wf->calendar ? wf->calendar : "workdays";
+    for (size_t i = 0; i < e->opt.ncalendars; i++)
+        if (strcmp(e->opt.calendars[i].name, name) == 0)
+            return e->opt.calendars[i].cal;
+    return NULL;
+}
+
+/* Reads a pinned definition back from the database (a ticket that started
+ * on a version the server no longer loads). */
+static wh_workflow_t *load_stored(wh_engine_t *e, const char *name, int64_t version)
+{
+    sqlite3 *db = wh_store_db(e->store);
+    sqlite3_stmt *st = NULL;
+    wh_workflow_t *wf = NULL;
+    wh_diag_t *diag = wh_diag_new();
+
+    if (diag != NULL &&
+        sqlite3_prepare_v2(db, "SELECT source FROM workflows WHERE name=?1 AND version=?2", -1, &st,
+                           NULL) == SQLITE_OK &&
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_int64(st, 2, version) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        char label[160];
+        snprintf(label, sizeof(label), "%s@%lld (stored)", name, (long long)version);
+        if (wh_workflow_load_buffer(label, (const char *)sqlite3_column_blob(st, 0),
+                                    (size_t)sqlite3_column_bytes(st, 0), NULL, diag, &wf) != 0)
+            wf = NULL;
+    }
+    sqlite3_finalize(st);
+    wh_diag_free(diag);
+    return wf;
+}
+
+const wh_workflow_t *wh_engine_workflow(wh_engine_t *e, const char *name, int64_t version)
+{
+    wh_workflow_t *wf, **v;
+    for (size_t i = 0; i < e->opt.nworkflows; i++)
+        if (e->opt.workflows[i]->version == version && strcmp(e->opt.workflows[i]->name, name) == 0)
+            return e->opt.workflows[i];
+    for (size_t i = 0; i < e->nstored; i++)
+        if (e->stored[i]->version == version && strcmp(e->stored[i]->name, name) == 0)
+            return e->stored[i];
+    if ((wf = load_stored(e, name, version)) == NULL)
+        return NULL;
+    v = realloc(e->stored, (e->nstored + 1) * sizeof(*v));
+    if (v == NULL) {
+        wh_workflow_free(wf);
+        return NULL;
+    }
+    e->stored = v;
+    e->stored[e->nstored++] = wf;
+    return wf;
+}
+
+/* ---- opening: the database and the definitions it must keep ---- */
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    if (f == NULL)
+        return NULL;
+    buf = malloc(WH_YDOC_MAX_BYTES + 1);
+    if (buf != NULL) {
+        *len = fread(buf, 1, WH_YDOC_MAX_BYTES + 1, f);
+        if (ferror(f) || *len > WH_YDOC_MAX_BYTES) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
+/* Stores every loaded definition by name and version, so running tickets
+ * keep theirs; the same name and version with other content is refused. */
+static int store_workflows(wh_engine_t *e, char *err, size_t errlen)
+{
+    int rc = wh_store_begin(e->store);
+    for (size_t i = 0; rc == 0 && i < e->opt.nworkflows; i++) {
+        const wh_workflow_t *wf = e->opt.workflows[i];
+        size_t len = 0;
+        char *src = read_file(wf->file, &len);
+        if (src == NULL) {
+            snprintf(err, errlen, "cannot read %s again to store it", wf->file);
+            rc = WH_EIO;
+            break;
+        }
+        rc = wh_store_put_workflow(e->store, wf->name, wf->version, wf->digest, src, len,
+                                   wh_engine_now(e), err, errlen);
+        free(src);
+    }
+    if (rc == 0)
+        rc = wh_store_commit(e->store);
+    if (rc != 0)
+        wh_store_rollback(e->store);
+    return rc;
+}
+
+static int load_last_rid(wh_engine_t *e)
+{
+    sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_TICKET_MAX_RID);
+    int rc = wh_store_step(e->store, st);
+    if (rc == 1) {
+        e->last_rid = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        rc = 0;
+    }
+    return rc;
+}
+
+static void check_cb(uv_check_t *h);
+static void idle_cb(uv_idle_t *h)
+{
+    (void)h; /* only there so that poll does not block while a batch waits */
+}
+
+int wh_engine_open(const wh_engine_options_t *opt, wh_engine_t **out, char *err, size_t errlen)
+{
+    wh_engine_t *e = calloc(1, sizeof(*e));
+    char dummy[8];
+    int rc;
+
+    if (err == NULL || errlen == 0) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    err[0] = '\0';
+    *out = NULL;
+    if (e == NULL)
+        return WH_ENOMEM;
+    e->opt = *opt;
+    e->max_queued = opt->max_queued ? opt->max_queued : DEFAULT_MAX_QUEUED;
+    rc = wh_store_open(opt->db_path, opt->durability_full, false, &e->store, err, errlen);
+    if (rc == 0)
+        rc = store_workflows(e, err, errlen);
+    if (rc == 0)
+        rc = load_last_rid(e);
+    if (rc != 0) {
+        if (err[0] == '\0' && e->store != NULL)
+            snprintf(err, errlen, "%s", wh_store_errmsg(e->store));
+        wh_store_close(e->store);
+        free(e);
+        return rc;
+    }
+    uv_check_init(opt->loop, &e->check);
+    uv_idle_init(opt->loop, &e->idle);
+    e->check.data = e->idle.data = e;
+    e->open_handles = 2;
+    *out = e;
+    return 0;
+}
+
+/* ---- the queue and group commit ---- */
+
+static void free_op(wh_op_t *op)
+{
+    free(op->org);
+    free(op->ticket_id);
+    free(op->workflow);
+    free(op->category);
+    free(op->title);
+    free(op->description);
+    free(op->priority);
+    free(op->external_id);
+    json_decref(op->location);
+    free(op->event);
+    free(op->note);
+    for (size_t i = 0; i < op->nassignees; i++)
+        free(op->assignees[i]);
+    free(op->assignees);
+    free(op->idem_key);
+    free(op->digest);
+    json_decref(op->ticket);
+    free(op);
+}
+
+/* strdup that passes NULL through and records failure. */
+static char *copy(const char *s, bool *oom)
+{
+    char *c;
+    if (s == NULL)
+        return NULL;
+    if ((c = strdup(s)) == NULL)
+        *oom = true;
+    return c;
+}
+
+static wh_op_t *new_op(wh_op_kind_t kind, const char *org, const char *const *assignees, size_t n,
+                       bool has_assignees, const char *idem_key, const char *digest, bool *oom)
+{
+    wh_op_t *op = calloc(1, sizeof(*op));
+    if (op == NULL) {
+        *oom = true;
+        return NULL;
+    }
+    op->kind = kind;
+    op->org = copy(org, oom);
+    op->idem_key = copy(idem_key, oom);
+    op->digest = copy(digest, oom);
+    op->has_assignees = has_assignees;
+    if (has_assignees && n > 0) {
+        op->assignees = calloc(n, sizeof(*op->assignees));
+        *oom = *oom || op->assignees == NULL;
+        for (size_t i = 0; op->assignees != NULL && i < n; i++)
+            op->assignees[i] = copy(assignees[i], oom);
+        op->nassignees = op->assignees ? n : 0;
+    }
+    return op;
+}
+
+static int enqueue_op(wh_engine_t *e, wh_op_t *op, wh_engine_cb cb, void *arg)
+{
+    op->cb = cb;
+    op->arg = arg;
+    if (e->tail != NULL)
+        e->tail->next = op;
+    else
+        e->head = op;
+    e->tail = op;
+    if (e->queued++ == 0) {
+        uv_check_start(&e->check, check_cb);
+        uv_idle_start(&e->idle, idle_cb);
+    }
+    return 0;
+}
+
+int wh_engine_raise(wh_engine_t *e, const char *org, const wh_raise_req_t *req,
+                    const char *idem_key, const char *req_digest, wh_engine_cb cb, void *arg)
+{
+    bool oom = false;
+    wh_op_t *op;
+
+    if (e->closing)
+        return WH_ECLOSED;
+    if (e->queued >= e->max_queued)
+        return WH_EBUSY;
+    op = new_op(WH_OP_RAISE, org, req->assignees, req->nassignees, req->has_assignees, idem_key,
+                req_digest, &oom);
+    if (op != NULL) {
+        op->workflow = copy(req->workflow, &oom);
+        op->category = copy(req->category, &oom);
+        op->title = copy(req->title, &oom);
+        op->description = copy(req->description, &oom);
+        op->priority = copy(req->priority, &oom);
+        op->external_id = copy(req->external_id, &oom);
+        if (req->location != NULL && (op->location = json_deep_copy(req->location)) == NULL)
+            oom = true;
+    }
+    if (oom) {
+        if (op != NULL)
+            free_op(op);
+        return WH_ENOMEM;
+    }
+    return enqueue_op(e, op, cb, arg);
+}
+
+int wh_engine_fire(wh_engine_t *e, const char *actor, const char *ticket_id,
+                   const wh_fire_req_t *req, const char *idem_key, const char *req_digest,
+                   wh_engine_cb cb, void *arg)
+{
+    bool oom = false;
+    wh_op_t *op;
+
+    if (e->closing)
+        return WH_ECLOSED;
+    if (e->queued >= e->max_queued)
+        return WH_EBUSY;
+    op = new_op(WH_OP_FIRE, actor, req->assignees, req->nassignees, req->has_assignees, idem_key,
+                req_digest, &oom);
+    if (op != NULL) {
+        op->ticket_id = copy(ticket_id, &oom);
+        op->event = copy(req->event, &oom);
+        op->note = copy(req->note, &oom);
+        op->has_rating = req->has_rating;
+        op->rating = req->rating;
+        oom = oom || op->ticket_id == NULL || op->event == NULL;
+    }
+    if (oom) {
+        if (op != NULL)
+            free_op(op);
+        return WH_ENOMEM;
+    }
+    return enqueue_op(e, op, cb, arg);
+}
+
+size_t wh_engine_queued(const wh_engine_t *e)
+{
+    return e->queued;
+}
+
+/* Applies one change under its own savepoint; a refused change is rolled
+ * back alone and the batch goes on. */
+static void apply_one(wh_engine_t *e, wh_op_t *op, int64_t now)
+{
+    int rc = wh_store_savepoint(e->store);
+    if (rc == 0)
+        rc = op->kind == WH_OP_RAISE ? wh_apply_raise(e, op, now) : wh_apply_fire(e, op, now);
+    if (rc == 0 && (rc = wh_store_release(e->store)) == 0)
+        return;
+    wh_store_rollback_to(e->store);
+    json_decref(op->ticket);
+    op->ticket = NULL;
+    op->err = rc;
+    if (op->message[0] == '\0')
+        snprintf(op->message, sizeof(op->message), "%s", wh_strerror(rc));
+}
+
+static void answer(wh_op_t *op)
+{
+    wh_engine_result_t res = { .err = op->err,
+                               .status = op->err ? wh_err_http_status(op->err) : op->status,
+                               .message = op->err ? op->message : NULL,
+                               .ticket = op->err ? NULL : op->ticket,
+                               .replayed = op->replayed };
+    if (op->cb != NULL)
+        op->cb(&res, op->arg);
+}
+
+/* Commits everything queued in one transaction, then answers each caller. */
+static void run_batch(wh_engine_t *e)
+{
+    wh_op_t *batch = e->head, *next;
+    int64_t now = wh_engine_now(e);
+    int rc;
+
+    e->head = e->tail = NULL;
+    e->queued = 0;
+    if (batch == NULL)
+        return;
+    rc = wh_store_begin(e->store);
+    for (wh_op_t *op = batch; rc == 0 && op != NULL; op = op->next)
+        apply_one(e, op, now);
+    if (rc == 0)
+        rc = wh_store_commit(e->store);
+    if (rc != 0) {
+        wh_store_rollback(e->store);
+        fprintf(stderr, "whistle: commit failed: %s (%s)\n", wh_strerror(rc),
+                wh_store_errmsg(e->store));
+    }
+    for (wh_op_t *op = batch; op != NULL; op = next) {
+        next = op->next;
+        if (rc != 0 && op->err == 0) {
+            op->err = WH_ESTORAGE;
+            snprintf(op->message, sizeof(op->message), "%s", wh_strerror(WH_ESTORAGE));
+        }
+        answer(op);
+        free_op(op);
+    }
+}
+
+static void check_cb(uv_check_t *h)
+{
+    wh_engine_t *e = h->data;
+    uv_check_stop(&e->check);
+    uv_idle_stop(&e->idle);
+    run_batch(e);
+}
+
+static void close_cb(uv_handle_t *h)
+{
+    wh_engine_t *e = h->data;
+    if (--e->open_handles > 0)
+        return;
+    for (size_t i = 0; i < e->nstored; i++)
+        wh_workflow_free(e->stored[i]);
+    free(e->stored);
+    free(e);
+}
+
+void wh_engine_close(wh_engine_t *e)
+{
+    if (e == NULL || e->closing)
+        return;
+    e->closing = true;
+    run_batch(e);
+    wh_store_close(e->store);
+    e->store = NULL;
+    uv_close((uv_handle_t *)&e->check, close_cb);
+    uv_close((uv_handle_t *)&e->idle, close_cb);
+}
+
+/* ---- reads ---- */
+
+json_t *wh_event_json(int64_t seq, int64_t at, const char *event, const char *actor,
+                      const char *from, const char *to, const char *note, const char *data,
+                      const char *hash, const wh_tz_t *tz)
+{
+    json_t *d = json_loads(data ? data : "{}", JSON_DECODE_ANY, NULL);
+    if (d == NULL)
+        return NULL;
+    return json_pack("{s:I,s:o,s:s,s:s,s:s?,s:s?,s:s?,s:o,s:s}", "seq", (json_int_t)seq, "at",
+                     wh_time_json(at, tz), "event", event, "actor", actor, "from", from, "to", to,
+                     "note", note, "data", d, "hash", hash);
+}
+
+static bool sent_to(wh_engine_t *e, int64_t rid, const char *org)
+{
+    sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_OUTBOX_SENT_TO);
+    bool yes = wh_store_bind(e->store, st, "is", rid, org) == 0 && wh_store_step(e->store, st) == 1;
+    sqlite3_reset(st);
+    return yes;
+}
+
+/* SPEC §4: the raiser, current and former assignees, supervisors, orgs named
+ * in the `by` of an event leaving the current state, orgs sent a message. */
+static bool may_read(wh_engine_t *e, const wh_ticket_t *t, const char *reader)
+{
+    const wh_workflow_t *wf;
+    wh_mach_view_t v;
+    int o;
+    bool named = false;
+
+    if (reader == NULL || strcmp(t->raiser, reader) == 0)
+        return true;
+    o = wh_orgdir_find(e->opt.dir, reader);
+    if (o >= 0 && e->opt.dir->orgs[o].kind == WH_KIND_SUPERVISOR)
+        return true;
+    for (size_t i = 0; i < t->nassignees; i++)
+        if (strcmp(t->assignees[i].org, reader) == 0)
+            return true;
+    wf = wh_engine_workflow(e, t->workflow, t->version);
+    if (wf != NULL && wh_mach_view_build(wf, t, &v) == 0) {
+        named = wh_mach_named_in_current_by(wf, e->opt.dir, &v.t, reader);
+        wh_mach_view_free(&v);
+    }
+    return named || sent_to(e, t->rid, reader);
+}
+
+bool wh_engine_may_read(wh_engine_t *e, const char *id, const char *reader)
+{
+    wh_ticket_t t;
+    bool ok = wh_ticket_load(e->store, id, &t) == 0 && may_read(e, &t, reader);
+    wh_ticket_clear(&t);
+    return ok;
+}
+
+int wh_engine_ticket(wh_engine_t *e, const char *id, const char *reader, json_t **out)
+{
+    wh_ticket_t t;
+    int rc = wh_ticket_load(e->store, id, &t);
+
+    *out = NULL;
+    if (rc == 0 && !may_read(e, &t, reader))
+        rc = WH_ENOENT;
+    if (rc == 0) {
+        *out = wh_ticket_json(&t, wh_engine_workflow(e, t.workflow, t.version), e->opt.tz,
+                              wh_engine_now(e));
+        rc = *out ? 0 : WH_ENOMEM;
+    }
+    wh_ticket_clear(&t);
+    return rc;
+}
+
+int wh_engine_events(wh_engine_t *e, const char *id, const char *reader, int64_t after,
+                     json_t **out)
+{
+    wh_ticket_t t;
+    sqlite3_stmt *st;
+    json_t *rows = NULL;
+    int rc = wh_ticket_load(e->store, id, &t);
+
+    *out = NULL;
+    if (rc == 0 && !may_read(e, &t, reader))
+        rc = WH_ENOENT;
+    if (rc == 0 && (rows = json_array()) == NULL)
+        rc = WH_ENOMEM;
+    st = wh_store_stmt(e->store, WH_STMT_EVENT_LIST);
+    if (rc == 0)
+        rc = wh_store_bind(e->store, st, "ii", t.rid, after);
+    while (rc == 0 && (rc = wh_store_step(e->store, st)) == 1) {
+        json_t *row = wh_event_json(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                                    wh_store_col_text(st, 2), wh_store_col_text(st, 3),
+                                    wh_store_col_text(st, 4), wh_store_col_text(st, 5),
+                                    wh_store_col_text(st, 6), wh_store_col_text(st, 7),
+                                    wh_store_col_text(st, 8), e->opt.tz);
+        rc = row != NULL && json_array_append_new(rows, row) == 0 ? 0 : WH_ENOMEM;
+    }
+    sqlite3_reset(st);
+    wh_ticket_clear(&t);
+    if (rc == 0)
+        *out = json_pack("{s:o}", "events", rows);
+    else
+        json_decref(rows);
+    return rc != 0 ? rc : *out ? 0 : WH_ENOMEM;
+}
+
+int wh_engine_verify(wh_engine_t *e, int64_t *tickets, int64_t *events, char *broken,
+                     size_t brokenlen)
+{
+    return wh_store_verify(e->store, tickets, events, broken, brokenlen);
+}
+
+/* ---- lists ---- */
+
+static const char list_sql[] =
+    "SELECT id, created_at FROM tickets t WHERE"
+    " (?1 IS NULL OR state IN (SELECT value FROM json_each(?1)))"
+    " AND (?2 IS NULL OR raiser = ?2)"
+    " AND (?3 IS NULL OR updated_at > ?3)"
+    " AND (?4 = 0 OR (closed_at IS NULL AND ((due_at IS NOT NULL AND due_at <= ?5)"
+    "   OR EXISTS(SELECT 1 FROM clocks c WHERE c.ticket = t.rid AND c.status = 1"
+    "             AND c.due_at <= ?5))))"
+    " AND (?6 IS NULL OR EXISTS(SELECT 1 FROM assignees a WHERE a.ticket = t.rid"
+    "   AND a.active = 1 AND a.org IN (SELECT value FROM json_each(?6))))"
+    " AND (?7 IS NULL OR created_at < ?7 OR (created_at = ?7 AND id < ?8))"
+    " ORDER BY created_at DESC, id DESC LIMIT ?9";
+
+/* Rows scanned per step, and in all for one page: a reader who may see few
+ * tickets gets a short page and a cursor rather than a scan of everything. */
+#define LIST_SCAN_STEP 256
+#define LIST_SCAN_MAX  20000
+
+static char *json_list(const char *const *v, size_t n)
+{
+    json_t *a = json_array();
+    char *s;
+    for (size_t i = 0; a != NULL && i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
+    s = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    return s;
+}
+
+/* A short digest of the filters, so a cursor is refused with other filters. */
+static uint32_t filter_digest(const wh_list_query_t *q, const char *states, const char *assignees)
+{
+    uint32_t h = 2166136261u;
+    char buf[64];
+    const char *parts[] = { states ? states : "-", assignees ? assignees : "-",
+                            q->raiser ? q->raiser : "-", q->overdue ? "o" : "-", buf };
+    snprintf(buf, sizeof(buf), "%d:%lld", q->has_updated_after,
+             (long long)(q->has_updated_after ? q->updated_after : 0));
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+        for (const char *p = parts[i]; *p != '\0'; p++)
+            h = (h ^ (unsigned char)*p) * 16777619u;
+    return h;
+}
+
+static char *make_cursor(int64_t created, const char *id, uint32_t digest)
+{
+    char raw[128], *out = malloc(2 * sizeof(raw) + 1);
+    int n = snprintf(raw, sizeof(raw), "%lld|%s|%08x", (long long)created, id, digest);
+    for (int i = 0; out != NULL && i < n && i < (int)sizeof(raw); i++)
+        sprintf(out + 2 * i, "%02x", (unsigned char)raw[i]);
+    return out;
+}
+
+static int parse_cursor(const char *cur, uint32_t digest, int64_t *created, char *id, size_t idlen)
+{
+    char raw[128], *bar1, *bar2;
+    size_t n = strlen(cur);
+    unsigned d;
+
+    if (n % 2 != 0 || n / 2 >= sizeof(raw))
+        return WH_EINVAL;
+    for (size_t i = 0; i < n / 2; i++) {
+        unsigned byte;
+        if (sscanf(cur + 2 * i, "%2x", &byte) != 1)
+            return WH_EINVAL;
+        raw[i] = (char)byte;
+    }
+    raw[n / 2] = '\0';
+    bar1 = strchr(raw, '|');
+    bar2 = bar1 ? strchr(bar1 + 1, '|') : NULL;
+    if (bar2 == NULL || sscanf(bar2 + 1, "%8x", &d) != 1 || d != digest ||
+        (size_t)(bar2 - bar1 - 1) >= idlen)
+        return WH_EINVAL;
+    *created = strtoll(raw, NULL, 10);
+    memcpy(id, bar1 + 1, (size_t)(bar2 - bar1 - 1));
+    id[bar2 - bar1 - 1] = '\0';
+    return 0;
+}
+
+typedef struct {
+    json_t *tickets;
+    int64_t last_created;
+    char last_id[64];
+    bool more;
+} page_t;
+
+/* Scans one step of candidate rows into the page; returns rows scanned. */
+static int scan_step(wh_engine_t *e, sqlite3_stmt *st, const char *reader, int limit, page_t *p,
+                     int64_t now, int *rc)
+{
+    int scanned = 0, step;
+    while ((step = wh_store_step(e->store, st)) == 1) {
+        const char *id = wh_store_col_text(st, 0);
+        wh_ticket_t t;
+        scanned++;
+        if ((int)json_array_size(p->tickets) == limit) {
+            p->more = true;
+            break;
+        }
+        p->last_created = sqlite3_column_int64(st, 1);
+        snprintf(p->last_id, sizeof(p->last_id), "%s", id);
+        if (wh_ticket_load(e->store, id, &t) == 0 && may_read(e, &t, reader))
+            json_array_append_new(
+                p->tickets,
+                wh_ticket_json(&t, wh_engine_workflow(e, t.workflow, t.version), e->opt.tz, now));
+        wh_ticket_clear(&t);
+    }
+    *rc = step < 0 ? step : 0;
+    sqlite3_reset(st);
+    return scanned;
+}
+
+int wh_engine_list(wh_engine_t *e, const char *reader, const wh_list_query_t *q, json_t **out)
+{
+    char *states = q->nstates ? json_list(q->states, q->nstates) : NULL;
+    char *assignees = q->nassignees ? json_list(q->assignees, q->nassignees) : NULL;
+    uint32_t digest = filter_digest(q, states, assignees);
+    int64_t now = wh_engine_now(e), cur_created = WH_NULL_TIME;
+    char cur_id[64] = "", *next = NULL;
+    page_t page = { .tickets = json_array() };
+    sqlite3_stmt *st = NULL;
+    int rc = 0, total = 0, limit = q->limit < 1 ? 50 : q->limit > 200 ? 200 : q->limit;
+
+    *out = NULL;
+    if (q->after != NULL && parse_cursor(q->after, digest, &cur_created, cur_id, sizeof(cur_id)))
+        rc = WH_EINVAL;
+    if (rc == 0)
+        rc = wh_store_err(e->store,
+                          sqlite3_prepare_v2(wh_store_db(e->store), list_sql, -1, &st, NULL));
+    for (bool first = true; rc == 0 && !page.more && total < LIST_SCAN_MAX; first = false) {
+        if (!first && page.last_id[0] != '\0') {
+            cur_created = page.last_created;
+            snprintf(cur_id, sizeof(cur_id), "%s", page.last_id);
+        }
+        rc = wh_store_bind(e->store, st, "sstbis", states, q->raiser,
+                           q->has_updated_after ? q->updated_after : WH_NULL_TIME, q->overdue, now,
+                           assignees);
+        sqlite3_bind_null(st, 7);
+        if (cur_created != WH_NULL_TIME)
+            sqlite3_bind_int64(st, 7, cur_created);
+        sqlite3_bind_text(st, 8, cur_id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(st, 9, LIST_SCAN_STEP);
+        int n = scan_step(e, st, reader, limit, &page, now, &rc);
+        total += n;
+        if (n < LIST_SCAN_STEP)
+            break;
+    }
+    if (rc == 0 && (page.more || total >= LIST_SCAN_MAX) && page.last_id[0] != '\0')
+        next = make_cursor(page.last_created, page.last_id, digest);
+    if (rc == 0)
+        *out = json_pack("{s:O,s:s?}", "tickets", page.tickets, "next", next);
+    sqlite3_finalize(st);
+    json_decref(page.tickets);
+    free(states);
+    free(assignees);
+    free(next);
+    return rc != 0 ? rc : *out ? 0 : WH_ENOMEM;
+}

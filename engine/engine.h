@@ -1,0 +1,142 @@
+/* The engine: tickets on the state machine, kept in the store, changed in
+ * group-committed transactions on one libuv loop.
+ *
+ * Changes (raise, fire) are queued and applied together at the end of the
+ * loop turn in which they arrived: one SQLite transaction per batch, one
+ * savepoint per change so a refused change does not spoil the others. Each
+ * caller's callback runs after the commit, with its own result. Reads run
+ * synchronously against the store. Everything here runs on the loop's thread.
+ */
+#ifndef WH_ENGINE_H
+#define WH_ENGINE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "engine/calendar.h"
+#include "engine/org.h"
+#include "engine/tz.h"
+#include "engine/workflow.h"
+
+typedef struct wh_engine_s wh_engine_t;
+
+/* Unix seconds now; injectable so tests can move time. */
+typedef int64_t (*wh_now_fn)(void *arg);
+
+typedef struct {
+    const char *name; /* the config's calendar name ("workdays") */
+    const wh_calendar_t *cal;
+} wh_engine_calendar_t;
+
+typedef struct {
+    uv_loop_t *loop;
+    const char *db_path;
+    bool durability_full; /* synchronous=FULL (fsync per commit) or NORMAL */
+    const wh_orgdir_t *dir;
+    const wh_workflow_t *const *workflows; /* every loaded definition */
+    size_t nworkflows;
+    const wh_engine_calendar_t *calendars;
+    size_t ncalendars;
+    const wh_tz_t *tz; /* zone times are shown in */
+    wh_now_fn now;     /* NULL: the system clock */
+    void *now_arg;
+    size_t max_queued; /* changes waiting for a commit before WH_EBUSY; 0 = 10000 */
+} wh_engine_options_t;
+
+/* A raise request (SPEC §4 POST /v1/tickets), already type-checked. */
+typedef struct {
+    const char *workflow; /* NULL: the only loaded workflow */
+    const char *category;
+    const char *title;
+    const char *description; /* NULL when absent */
+    const char *priority;    /* NULL: the default */
+    const json_t *location;  /* NULL or an object {address, grid, lat, lon} */
+    const char *const *assignees;
+    size_t nassignees;
+    bool has_assignees;
+    const char *external_id; /* NULL when absent */
+} wh_raise_req_t;
+
+/* An event request (SPEC §4 POST /v1/tickets/{id}/events), type-checked. */
+typedef struct {
+    const char *event;
+    const char *note; /* NULL when absent */
+    bool has_rating;
+    int64_t rating;
+    const char *const *assignees;
+    size_t nassignees;
+    bool has_assignees;
+} wh_fire_req_t;
+
+typedef struct {
+    int err;             /* 0 or a WH_E* code */
+    int status;          /* HTTP status: 200/201, or wh_err_http_status(err) */
+    const char *message; /* on error: what is wrong, naming the field */
+    json_t *ticket;      /* on success: the ticket (SPEC §4 shape); borrowed for the callback */
+    bool replayed;       /* an Idempotency-Key replay */
+} wh_engine_result_t;
+
+typedef void (*wh_engine_cb)(const wh_engine_result_t *res, void *arg);
+
+/* Opens (creating when needed) the database and starts the commit machinery
+ * on opt->loop. opt's pointers must outlive the engine. Returns 0, or
+ * WH_EDB_TOO_NEW, WH_ECORRUPT, WH_EIO, WH_ESTORAGE, WH_ENOMEM with a message
+ * in err_msg (when not NULL, errlen bytes). */
+int wh_engine_open(const wh_engine_options_t *opt, wh_engine_t **out, char *err_msg, size_t errlen);
+/* Commits what is queued, closes the database and the loop handles; the
+ * engine is freed once the loop has run the close callbacks. Accepts NULL. */
+void wh_engine_close(wh_engine_t *e);
+
+/* Queues a raise by org with an optional Idempotency-Key (NULL) and the
+ * digest of the request body (for the key's mismatch check). The request is
+ * copied. cb runs after the commit (never from inside this call). Returns 0,
+ * or WH_EBUSY / WH_ECLOSED / WH_ENOMEM without calling cb. */
+int wh_engine_raise(wh_engine_t *e, const char *org, const wh_raise_req_t *req,
+                    const char *idem_key, const char *req_digest, wh_engine_cb cb, void *arg);
+/* Queues an event on ticket_id fired by actor (an org id; NULL = system). As
+ * wh_engine_raise otherwise. */
+int wh_engine_fire(wh_engine_t *e, const char *actor, const char *ticket_id,
+                   const wh_fire_req_t *req, const char *idem_key, const char *req_digest,
+                   wh_engine_cb cb, void *arg);
+
+/* Changes queued and not yet committed. */
+size_t wh_engine_queued(const wh_engine_t *e);
+
+/* ---- reads (synchronous) ---- */
+
+/* Whether reader (an org id; NULL = no restriction) may read ticket id. */
+bool wh_engine_may_read(wh_engine_t *e, const char *id, const char *reader);
+/* The ticket as SPEC §4 shows it. Returns 0, WH_ENOENT (absent or not
+ * readable by reader), WH_ESTORAGE. *out is a new reference. */
+int wh_engine_ticket(wh_engine_t *e, const char *id, const char *reader, json_t **out);
+/* The ticket's events with seq > after, as SPEC §4 rows. */
+int wh_engine_events(wh_engine_t *e, const char *id, const char *reader, int64_t after,
+                     json_t **out);
+
+typedef struct {
+    const char *const *states; /* any of these, or all when nstates == 0 */
+    size_t nstates;
+    const char *const *assignees; /* active assignee is any of these */
+    size_t nassignees;
+    const char *raiser;     /* NULL: any */
+    bool overdue;           /* only overdue tickets */
+    bool has_updated_after; /* updated_at > updated_after */
+    int64_t updated_after;
+    int limit;         /* 1-200 */
+    const char *after; /* the opaque cursor from a previous page, or NULL */
+} wh_list_query_t;
+
+/* {"tickets": […], "next": cursor|null}, newest first, filtered to what
+ * reader may read. Returns 0, WH_EINVAL (a cursor that does not fit the
+ * query), WH_ESTORAGE. */
+int wh_engine_list(wh_engine_t *e, const char *reader, const wh_list_query_t *q, json_t **out);
+
+/* Checks every ticket's hash chain. On a break, returns WH_ECORRUPT with the
+ * ticket id and seq of the first broken row; else 0 with the counts. */
+int wh_engine_verify(wh_engine_t *e, int64_t *tickets, int64_t *events, char *broken,
+                     size_t brokenlen);
+
+#endif

@@ -1,0 +1,84 @@
+/* Internals shared by engine.c (queue, commits, reads) and apply.c (what one
+ * change writes). Not part of the engine's contract. */
+#ifndef WH_ENGINE_INT_H
+#define WH_ENGINE_INT_H
+
+#include "engine/engine.h"
+#include "engine/store.h"
+#include "engine/ticket.h"
+
+typedef enum { WH_OP_RAISE, WH_OP_FIRE } wh_op_kind_t;
+
+/* One queued change with its own copy of the request. */
+typedef struct wh_op_s {
+    struct wh_op_s *next;
+    wh_op_kind_t kind;
+    char *org; /* raiser or actor; NULL = system */
+    char *ticket_id;
+    char *workflow, *category, *title, *description, *priority, *external_id;
+    json_t *location;
+    char *event, *note;
+    bool has_rating;
+    int64_t rating;
+    char **assignees;
+    size_t nassignees;
+    bool has_assignees;
+    char *idem_key, *digest;
+    wh_engine_cb cb;
+    void *arg;
+    /* the outcome, filled while the batch is applied */
+    int err;
+    int status;
+    bool replayed;
+    char message[256];
+    json_t *ticket;
+} wh_op_t;
+
+struct wh_engine_s {
+    wh_engine_options_t opt;
+    wh_store_t *store;
+    uv_check_t check; /* commits the batch after the loop's poll phase */
+    uv_idle_t idle;   /* keeps poll from blocking while a batch waits */
+    wh_op_t *head, *tail;
+    size_t queued;
+    size_t max_queued;
+    int64_t last_rid;
+    bool closing;
+    int open_handles;
+    /* Definitions of pinned versions no longer in opt.workflows, parsed
+     * from the database on first use. */
+    wh_workflow_t **stored;
+    size_t nstored;
+};
+
+int64_t wh_engine_now(const wh_engine_t *e);
+/* The definition a ticket is pinned to (loaded, or from the database). */
+const wh_workflow_t *wh_engine_workflow(wh_engine_t *e, const char *name, int64_t version);
+/* The calendar a workflow's working-time durations use, or NULL. */
+const wh_calendar_t *wh_engine_calendar(const wh_engine_t *e, const wh_workflow_t *wf);
+
+/* Apply one change inside the batch's transaction (under a savepoint).
+ * Return 0 with op->status and op->ticket set, or a WH_E* code with
+ * op->message saying why; the caller rolls the savepoint back on error. */
+int wh_apply_raise(wh_engine_t *e, wh_op_t *op, int64_t now);
+int wh_apply_fire(wh_engine_t *e, wh_op_t *op, int64_t now);
+
+/* The machine's view of a loaded ticket; arrays in v are malloc'd and freed
+ * by wh_mach_view_free. */
+typedef struct {
+    wh_mach_ticket_t t;
+    wh_mach_assignee_t *assignees;
+    wh_mach_progress_t *progress;
+    uint32_t *counts;
+    wh_clock_status_t *clocks;
+} wh_mach_view_t;
+
+int wh_mach_view_build(const wh_workflow_t *wf, const wh_ticket_t *t, wh_mach_view_t *v);
+void wh_mach_view_free(wh_mach_view_t *v);
+
+/* SPEC §4's event row from the store's row (times in tz). */
+json_t *wh_event_json(int64_t seq, int64_t at, const char *event, const char *actor,
+                      const char *from, const char *to, const char *note, const char *data,
+                      const char *hash, const wh_tz_t *tz);
+
+#endif

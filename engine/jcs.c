@@ -1,0 +1,251 @@
+#include <openssl/evp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/error.h"
+#include "engine/jcs.h"
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int err;
+} out_t;
+
+static void put(out_t *o, const char *s, size_t n)
+{
+    if (o->err != 0)
+        return;
+    if (o->len + n + 1 > o->cap) {
+        size_t cap = o->cap ? o->cap : 256;
+        while (cap < o->len + n + 1)
+            cap *= 2;
+        char *b = realloc(o->buf, cap);
+        if (b == NULL) {
+            o->err = WH_ENOMEM;
+            return;
+        }
+        o->buf = b;
+        o->cap = cap;
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+    o->buf[o->len] = '\0';
+}
+
+/* Decodes one UTF-8 sequence at s (n bytes left); returns its length, or 0
+ * when invalid (overlong, surrogate, beyond U+10FFFF, truncated). */
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    size_t len;
+    uint32_t c = s[0], min;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if ((c & 0xE0) == 0xC0)
+        len = 2, c &= 0x1F, min = 0x80;
+    else if ((c & 0xF0) == 0xE0)
+        len = 3, c &= 0x0F, min = 0x800;
+    else if ((c & 0xF8) == 0xF0)
+        len = 4, c &= 0x07, min = 0x10000;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+/* JCS strings: escape only '"', '\\' and controls (short forms where JSON
+ * has them, else \u00xx in lower case); everything else as UTF-8. */
+static void put_string(out_t *o, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    uint32_t cp;
+
+    put(o, "\"", 1);
+    while (i < n && o->err == 0) {
+        size_t len = utf8_decode(p + i, n - i, &cp);
+        if (len == 0) {
+            o->err = WH_EINVAL;
+            return;
+        }
+        if (cp == '"' || cp == '\\') {
+            char e[2] = { '\\', (char)cp };
+            put(o, e, 2);
+        } else if (cp < 0x20) {
+            const char *shortform = cp == '\b'   ? "\\b"
+                                    : cp == '\t' ? "\\t"
+                                    : cp == '\n' ? "\\n"
+                                    : cp == '\f' ? "\\f"
+                                    : cp == '\r' ? "\\r"
+                                                 : NULL;
+            char e[6] = { '\\', 'u', '0', '0', hex[cp >> 4], hex[cp & 15] };
+            if (shortform != NULL)
+                put(o, shortform, 2);
+            else
+                put(o, e, 6);
+        } else {
+            put(o, s + i, len);
+        }
+        i += len;
+    }
+    put(o, "\"", 1);
+}
+
+/* Compares two UTF-8 keys by their UTF-16 code units, as JCS sorts. */
+static int cmp_utf16(const char *a, const char *b)
+{
+    const unsigned char *pa = (const unsigned char *)a, *pb = (const unsigned char *)b;
+    size_t na = strlen(a), nb = strlen(b), ia = 0, ib = 0;
+
+    while (ia < na && ib < nb) {
+        uint32_t ca = 0, cb = 0;
+        size_t la = utf8_decode(pa + ia, na - ia, &ca), lb = utf8_decode(pb + ib, nb - ib, &cb);
+        if (la == 0 || lb == 0)
+            return strcmp(a + ia, b + ib);
+        /* Supplementary planes sort as their high surrogate (0xD800-0xDBFF). */
+        uint32_t ua = ca >= 0x10000 ? 0xD800 + ((ca - 0x10000) >> 10) : ca;
+        uint32_t ub = cb >= 0x10000 ? 0xD800 + ((cb - 0x10000) >> 10) : cb;
+        if (ua != ub)
+            return ua < ub ? -1 : 1;
+        if (ca != cb)
+            return ca < cb ? -1 : 1;
+        ia += la;
+        ib += lb;
+    }
+    return (ia < na) - (ib < nb);
+}
+
+static int cmp_keys(const void *a, const void *b)
+{
+    return cmp_utf16(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void put_value(out_t *o, const json_t *v, int depth);
+
+static void put_object(out_t *o, const json_t *v, int depth)
+{
+    size_t n = json_object_size(v), i = 0;
+    const char **keys = malloc((n ? n : 1) * sizeof(*keys));
+    const char *key;
+    json_t *member;
+
+    if (keys == NULL) {
+        o->err = WH_ENOMEM;
+        return;
+    }
+    json_object_foreach((json_t *)v, key, member) keys[i++] = key;
+    qsort(keys, n, sizeof(*keys), cmp_keys);
+    put(o, "{", 1);
+    for (i = 0; i < n && o->err == 0; i++) {
+        if (i > 0)
+            put(o, ",", 1);
+        put_string(o, keys[i], strlen(keys[i]));
+        put(o, ":", 1);
+        put_value(o, json_object_get(v, keys[i]), depth + 1);
+    }
+    put(o, "}", 1);
+    free(keys);
+}
+
+static void put_value(out_t *o, const json_t *v, int depth)
+{
+    char num[32];
+
+    if (depth > 64) {
+        o->err = WH_EINVAL;
+        return;
+    }
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        put_object(o, v, depth);
+        break;
+    case JSON_ARRAY:
+        put(o, "[", 1);
+        for (size_t i = 0; i < json_array_size(v) && o->err == 0; i++) {
+            if (i > 0)
+                put(o, ",", 1);
+            put_value(o, json_array_get(v, i), depth + 1);
+        }
+        put(o, "]", 1);
+        break;
+    case JSON_STRING:
+        put_string(o, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        put(o, num, (size_t)snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v)));
+        break;
+    case JSON_TRUE:
+        put(o, "true", 4);
+        break;
+    case JSON_FALSE:
+        put(o, "false", 5);
+        break;
+    case JSON_NULL:
+        put(o, "null", 4);
+        break;
+    default: /* JSON_REAL: see the header */
+        o->err = WH_EINVAL;
+        break;
+    }
+}
+
+int wh_jcs_dump(const json_t *v, char **out, size_t *len)
+{
+    out_t o = { 0 };
+
+    *out = NULL;
+    put_value(&o, v, 0);
+    if (o.err == 0 && o.buf == NULL)
+        o.err = WH_EINVAL;
+    if (o.err != 0) {
+        free(o.buf);
+        return o.err;
+    }
+    *out = o.buf;
+    if (len != NULL)
+        *len = o.len;
+    return 0;
+}
+
+int wh_jcs_chain_hash(const char *prev_hash_hex, const json_t *row, char out[65])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = NULL;
+    char *canon = NULL;
+    size_t len = 0;
+    int rc;
+
+    rc = wh_jcs_dump(row, &canon, &len);
+    if (rc != 0)
+        goto out;
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ||
+        !EVP_DigestUpdate(ctx, prev_hash_hex, strlen(prev_hash_hex)) ||
+        !EVP_DigestUpdate(ctx, canon, len) || !EVP_DigestFinal_ex(ctx, md, &mdlen)) {
+        rc = WH_ENOMEM;
+        goto out;
+    }
+    for (unsigned int i = 0; i < mdlen && i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+out:
+    EVP_MD_CTX_free(ctx);
+    free(canon);
+    return rc;
+}

@@ -1,0 +1,443 @@
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "engine/error.h"
+#include "engine/jcs.h"
+#include "engine/store.h"
+#include "engine/tz.h"
+
+struct wh_store_s {
+    sqlite3 *db;
+    sqlite3_stmt *stmts[WH_STMT__COUNT];
+    char errmsg[256];
+};
+
+static const char *const stmt_sql[WH_STMT__COUNT] = {
+#define XX(name, sql) sql,
+    WH_STORE_STMTS(XX)
+#undef XX
+};
+
+/* Schema version 1. Times are Unix seconds; nullable times are NULL. */
+static const char schema_v1[] =
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
+    "CREATE TABLE workflows(name TEXT NOT NULL, version INTEGER NOT NULL, digest TEXT NOT NULL,"
+    " source TEXT NOT NULL, stored_at INTEGER NOT NULL, PRIMARY KEY(name, version)) WITHOUT ROWID;"
+    "CREATE TABLE tickets(rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+    " workflow TEXT NOT NULL, version INTEGER NOT NULL, state TEXT NOT NULL,"
+    " priority TEXT NOT NULL, category TEXT NOT NULL, title TEXT NOT NULL, description TEXT,"
+    " location TEXT, raiser TEXT NOT NULL, external_id TEXT, created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL, closed_at INTEGER, state_since INTEGER NOT NULL,"
+    " visit INTEGER NOT NULL, due_at INTEGER, escalation_level INTEGER NOT NULL,"
+    " counts TEXT NOT NULL, last_seq INTEGER NOT NULL, last_hash TEXT NOT NULL);"
+    "CREATE INDEX tickets_created ON tickets(created_at, id);"
+    "CREATE INDEX tickets_updated ON tickets(updated_at);"
+    "CREATE INDEX tickets_raiser ON tickets(raiser, created_at);"
+    "CREATE INDEX tickets_state ON tickets(state, created_at);"
+    "CREATE TABLE assignees(ticket INTEGER NOT NULL, idx INTEGER NOT NULL, org TEXT NOT NULL,"
+    " active INTEGER NOT NULL, last_event TEXT, at INTEGER, PRIMARY KEY(ticket, idx))"
+    " WITHOUT ROWID;"
+    "CREATE INDEX assignees_org ON assignees(org, ticket);"
+    "CREATE TABLE progress(ticket INTEGER NOT NULL, assignee INTEGER NOT NULL,"
+    " event TEXT NOT NULL, PRIMARY KEY(ticket, assignee, event)) WITHOUT ROWID;"
+    "CREATE TABLE events(ticket INTEGER NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL,"
+    " event TEXT NOT NULL, actor TEXT NOT NULL, from_state TEXT, to_state TEXT, note TEXT,"
+    " data TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY(ticket, seq)) WITHOUT ROWID;"
+    "CREATE TABLE clocks(ticket INTEGER NOT NULL, name TEXT NOT NULL, status INTEGER NOT NULL,"
+    " started_at INTEGER, run_since INTEGER, elapsed INTEGER NOT NULL, paused_since INTEGER,"
+    " due_at INTEGER, original_due_at INTEGER, breached INTEGER NOT NULL,"
+    " PRIMARY KEY(ticket, name)) WITHOUT ROWID;"
+    "CREATE TABLE deadlines(id INTEGER PRIMARY KEY, ticket INTEGER NOT NULL,"
+    " key TEXT NOT NULL UNIQUE, due_at INTEGER NOT NULL, kind INTEGER NOT NULL,"
+    " ref TEXT NOT NULL, step INTEGER NOT NULL);"
+    "CREATE INDEX deadlines_due ON deadlines(due_at);"
+    "CREATE INDEX deadlines_ticket ON deadlines(ticket, kind, ref);"
+    "CREATE TABLE outbox(id INTEGER PRIMARY KEY, webhook_id TEXT NOT NULL UNIQUE,"
+    " ticket INTEGER NOT NULL, org TEXT NOT NULL, type TEXT NOT NULL, payload TEXT NOT NULL,"
+    " status TEXT NOT NULL, attempts INTEGER NOT NULL, next_at INTEGER,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, last_error TEXT);"
+    "CREATE INDEX outbox_pending ON outbox(status, next_at);"
+    "CREATE INDEX outbox_ticket ON outbox(ticket, org);"
+    "CREATE TABLE idempotency(org TEXT NOT NULL, key TEXT NOT NULL, digest TEXT NOT NULL,"
+    " status INTEGER NOT NULL, ticket TEXT, created_at INTEGER NOT NULL,"
+    " PRIMARY KEY(org, key)) WITHOUT ROWID;"
+    "CREATE INDEX idempotency_created ON idempotency(created_at);";
+
+/* Migrations: migrations[v] brings a database from version v to v + 1. */
+static const char *const migrations[] = { schema_v1 };
+
+int wh_store_err(wh_store_t *s, int rc)
+{
+    if (s != NULL && s->db != NULL)
+        snprintf(s->errmsg, sizeof(s->errmsg), "%s", sqlite3_errmsg(s->db));
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return 0;
+    case SQLITE_NOMEM:
+        return WH_ENOMEM;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return WH_ECORRUPT;
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISMATCH:
+    case SQLITE_RANGE:
+    case SQLITE_TOOBIG:
+        return WH_EINVAL;
+    default: /* BUSY, LOCKED, FULL, READONLY, IOERR, CANTOPEN, PERM … */
+        return WH_ESTORAGE;
+    }
+}
+
+const char *wh_store_errmsg(const wh_store_t *s)
+{
+    return s->errmsg;
+}
+
+sqlite3 *wh_store_db(wh_store_t *s)
+{
+    return s->db;
+}
+
+static int exec_sql(wh_store_t *s, const char *sql)
+{
+    return wh_store_err(s, sqlite3_exec(s->db, sql, NULL, NULL, NULL));
+}
+
+sqlite3_stmt *wh_store_stmt(wh_store_t *s, wh_stmt_id_t id)
+{
+    sqlite3_stmt *st = s->stmts[id];
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return st;
+}
+
+int wh_store_bind(wh_store_t *s, sqlite3_stmt *st, const char *fmt, ...)
+{
+    va_list ap;
+    int rc = SQLITE_OK, i = 1;
+
+    va_start(ap, fmt);
+    for (const char *f = fmt; *f != '\0' && rc == SQLITE_OK; f++, i++) {
+        switch (*f) {
+        case 's': {
+            const char *v = va_arg(ap, const char *);
+            rc = v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+            break;
+        }
+        case 'i':
+            rc = sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+            break;
+        case 't': {
+            int64_t v = va_arg(ap, int64_t);
+            rc = v == WH_NULL_TIME ? sqlite3_bind_null(st, i) : sqlite3_bind_int64(st, i, v);
+            break;
+        }
+        case 'b':
+            rc = sqlite3_bind_int(st, i, va_arg(ap, int) ? 1 : 0);
+            break;
+        default:
+            rc = SQLITE_MISUSE;
+        }
+    }
+    va_end(ap);
+    return wh_store_err(s, rc);
+}
+
+int wh_store_step(wh_store_t *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        return 0;
+    }
+    rc = wh_store_err(s, rc);
+    sqlite3_reset(st);
+    return rc;
+}
+
+int wh_store_exec(wh_store_t *s, sqlite3_stmt *st)
+{
+    int rc = wh_store_step(s, st);
+    sqlite3_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+int64_t wh_store_col_time(sqlite3_stmt *st, int col)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return WH_NULL_TIME;
+    return sqlite3_column_int64(st, col);
+}
+
+const char *wh_store_col_text(sqlite3_stmt *st, int col)
+{
+    return (const char *)sqlite3_column_text(st, col);
+}
+
+int wh_store_begin(wh_store_t *s)
+{
+    return exec_sql(s, "BEGIN IMMEDIATE");
+}
+
+int wh_store_commit(wh_store_t *s)
+{
+    return exec_sql(s, "COMMIT");
+}
+
+void wh_store_rollback(wh_store_t *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int wh_store_savepoint(wh_store_t *s)
+{
+    return exec_sql(s, "SAVEPOINT change");
+}
+
+int wh_store_release(wh_store_t *s)
+{
+    return exec_sql(s, "RELEASE change");
+}
+
+void wh_store_rollback_to(wh_store_t *s)
+{
+    sqlite3_exec(s->db, "ROLLBACK TO change; RELEASE change", NULL, NULL, NULL);
+}
+
+static int make_parent_dir(const char *path, char *err, size_t errlen)
+{
+    char *dir = strdup(path);
+    int rc = 0;
+
+    if (dir == NULL)
+        return WH_ENOMEM;
+    for (char *p = dir + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+            rc = WH_EIO;
+            break;
+        }
+        *p = '/';
+    }
+    free(dir);
+    return rc;
+}
+
+static int user_version(wh_store_t *s, int *version)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = wh_store_err(s, sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL));
+    if (rc == 0 && (rc = wh_store_step(s, st)) == 1) {
+        *version = sqlite3_column_int(st, 0);
+        rc = 0;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Brings the schema to WH_STORE_SCHEMA_VERSION, one version per transaction. */
+static int migrate(wh_store_t *s, char *err, size_t errlen)
+{
+    int version = 0, rc = user_version(s, &version);
+    char sql[64];
+
+    if (rc != 0)
+        return rc;
+    if (version > WH_STORE_SCHEMA_VERSION) {
+        snprintf(err, errlen,
+                 "the database's schema version %d is newer than this whistle supports (%d): "
+                 "upgrade whistle",
+                 version, WH_STORE_SCHEMA_VERSION);
+        return WH_EDB_TOO_NEW;
+    }
+    for (; version < WH_STORE_SCHEMA_VERSION; version++) {
+        snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", version + 1);
+        if ((rc = wh_store_begin(s)) != 0 || (rc = exec_sql(s, migrations[version])) != 0 ||
+            (rc = exec_sql(s, sql)) != 0 || (rc = wh_store_commit(s)) != 0) {
+            snprintf(err, errlen, "cannot migrate the database to version %d: %s", version + 1,
+                     s->errmsg);
+            wh_store_rollback(s);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int configure(wh_store_t *s, bool full, bool read_only)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "PRAGMA busy_timeout=5000;%s PRAGMA synchronous=%s; PRAGMA temp_store=memory;"
+             " PRAGMA cache_size=-16384; PRAGMA journal_size_limit=67108864;",
+             read_only ? "" : " PRAGMA journal_mode=WAL;", full ? "FULL" : "NORMAL");
+    return exec_sql(s, sql);
+}
+
+int wh_store_open(const char *path, bool full, bool read_only, wh_store_t **out, char *err,
+                  size_t errlen)
+{
+    wh_store_t *s = calloc(1, sizeof(*s));
+    int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    int rc, version = 0;
+
+    *out = NULL;
+    if (s == NULL)
+        return WH_ENOMEM;
+    if (!read_only && (rc = make_parent_dir(path, err, errlen)) != 0)
+        goto out;
+    rc = wh_store_err(s, sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL));
+    if (rc == 0)
+        rc = configure(s, full, read_only);
+    if (rc == 0 && !read_only)
+        rc = migrate(s, err, errlen);
+    else if (rc == 0 && (rc = user_version(s, &version)) == 0 &&
+             version != WH_STORE_SCHEMA_VERSION) {
+        snprintf(err, errlen, "the database has schema version %d; this whistle reads %d", version,
+                 WH_STORE_SCHEMA_VERSION);
+        rc = version > WH_STORE_SCHEMA_VERSION ? WH_EDB_TOO_NEW : WH_ECORRUPT;
+        goto out;
+    }
+    for (int i = 0; rc == 0 && i < WH_STMT__COUNT; i++)
+        rc = wh_store_err(s, sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                                &s->stmts[i], NULL));
+    if (rc != 0 && err[0] == '\0')
+        snprintf(err, errlen, "cannot open %s: %s", path, s->errmsg);
+out:
+    if (rc != 0) {
+        wh_store_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void wh_store_close(wh_store_t *s)
+{
+    if (s == NULL)
+        return;
+    for (int i = 0; i < WH_STMT__COUNT; i++)
+        sqlite3_finalize(s->stmts[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+int wh_store_put_workflow(wh_store_t *s, const char *name, int64_t version, const char *digest,
+                          const char *source, size_t source_len, int64_t now, char *err,
+                          size_t errlen)
+{
+    sqlite3_stmt *st = wh_store_stmt(s, WH_STMT_WF_GET);
+    int rc = wh_store_bind(s, st, "si", name, version);
+
+    if (rc == 0 && (rc = wh_store_step(s, st)) == 1) {
+        bool same = strcmp(wh_store_col_text(st, 0), digest) == 0;
+        sqlite3_reset(st);
+        if (same)
+            return 0;
+        snprintf(err, errlen,
+                 "workflow %s version %lld is stored with different content: give the changed "
+                 "definition a new version",
+                 name, (long long)version);
+        return WH_EINVAL;
+    }
+    if (rc < 0)
+        return rc;
+    st = wh_store_stmt(s, WH_STMT_WF_PUT);
+    rc = wh_store_bind(s, st, "sis", name, version, digest);
+    if (rc == 0)
+        rc = wh_store_err(s, sqlite3_bind_text(st, 4, source, (int)source_len, SQLITE_TRANSIENT));
+    if (rc == 0)
+        rc = wh_store_err(s, sqlite3_bind_int64(st, 5, now));
+    return rc == 0 ? wh_store_exec(s, st) : rc;
+}
+
+json_t *wh_store_hash_row(int64_t seq, int64_t at, const char *event, const char *actor,
+                          const char *from, const char *to, const char *note, const char *data_json)
+{
+    char when[26];
+    json_t *data = json_loads(data_json != NULL ? data_json : "{}", JSON_DECODE_ANY, NULL);
+
+    if (data == NULL)
+        return NULL;
+    wh_time_format(at, 0, true, when);
+    return json_pack("{s:I,s:s,s:s,s:s,s:s?,s:s?,s:s?,s:o}", "seq", (json_int_t)seq, "at", when,
+                     "event", event, "actor", actor, "from", from, "to", to, "note", note, "data",
+                     data);
+}
+
+/* Re-hashes one ticket's rows in order; the last must match the ticket's
+ * own record of its chain head, so a truncated log shows too. */
+static int verify_ticket(wh_store_t *s, sqlite3_stmt *tk, sqlite3_stmt *ev, int64_t *events,
+                         char *broken, size_t brokenlen)
+{
+    int64_t rid = sqlite3_column_int64(tk, 0), last_seq = sqlite3_column_int64(tk, 2);
+    const char *id = wh_store_col_text(tk, 1), *last_hash = wh_store_col_text(tk, 3);
+    char prev[65], hash[65];
+    int rc;
+
+    memset(prev, '0', 64);
+    prev[64] = '\0';
+    sqlite3_bind_int64(ev, 1, rid);
+    while ((rc = wh_store_step(s, ev)) == 1) {
+        int64_t seq = sqlite3_column_int64(ev, 0);
+        json_t *row = wh_store_hash_row(seq, sqlite3_column_int64(ev, 1), wh_store_col_text(ev, 2),
+                                        wh_store_col_text(ev, 3), wh_store_col_text(ev, 4),
+                                        wh_store_col_text(ev, 5), wh_store_col_text(ev, 6),
+                                        wh_store_col_text(ev, 7));
+        const char *stored = wh_store_col_text(ev, 8);
+        int hrc = row != NULL ? wh_jcs_chain_hash(prev, row, hash) : WH_ECORRUPT;
+        json_decref(row);
+        (*events)++;
+        if (hrc != 0 || stored == NULL || strcmp(stored, hash) != 0 || seq != *events) {
+            snprintf(broken, brokenlen, "ticket %s, event seq %lld", id, (long long)seq);
+            sqlite3_reset(ev);
+            return WH_ECORRUPT;
+        }
+        memcpy(prev, hash, sizeof(prev));
+    }
+    if (rc == 0 && (*events != last_seq || last_hash == NULL || strcmp(prev, last_hash) != 0)) {
+        snprintf(broken, brokenlen,
+                 "ticket %s, event seq %lld (the log ends before the ticket's last event)", id,
+                 (long long)(*events + 1));
+        rc = WH_ECORRUPT;
+    }
+    return rc;
+}
+
+int wh_store_verify(wh_store_t *s, int64_t *tickets, int64_t *events, char *broken,
+                    size_t brokenlen)
+{
+    sqlite3_stmt *tk = NULL, *ev = NULL;
+    int rc;
+
+    *tickets = *events = 0;
+    rc = wh_store_err(s, sqlite3_prepare_v2(
+                             s->db, "SELECT rid, id, last_seq, last_hash FROM tickets ORDER BY rid",
+                             -1, &tk, NULL));
+    if (rc == 0)
+        rc = wh_store_err(s, sqlite3_prepare_v2(s->db,
+                                                "SELECT seq,at,event,actor,from_state,to_state,"
+                                                "note,data,hash FROM events WHERE ticket=?1 "
+                                                "ORDER BY seq",
+                                                -1, &ev, NULL));
+    while (rc == 0 && (rc = wh_store_step(s, tk)) == 1) {
+        int64_t n = 0;
+        (*tickets)++;
+        rc = verify_ticket(s, tk, ev, &n, broken, brokenlen);
+        *events += n;
+    }
+    sqlite3_finalize(tk);
+    sqlite3_finalize(ev);
+    return rc;
+}

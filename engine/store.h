@@ -1,0 +1,137 @@
+/* The SQLite store: schema and migrations, prepared statements, and the
+ * row-level reads and writes the engine composes into transactions.
+ *
+ * One connection, used from one thread (the loop's). Every function returns 0
+ * or a negative WH_E* code; SQLite errors are translated here and only here
+ * (wh_store_errmsg keeps SQLite's own message for the log). */
+#ifndef WH_STORE_H
+#define WH_STORE_H
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WH_STORE_SCHEMA_VERSION 1
+/* A nullable integer column read as this value when NULL. */
+#define WH_NULL_TIME INT64_MIN
+
+typedef struct wh_store_s wh_store_t;
+
+/* Opens or creates the database at path (and its folder). full: fsync every
+ * commit (synchronous=FULL) rather than at checkpoints (NORMAL). Refuses a
+ * database whose schema is newer than this binary (WH_EDB_TOO_NEW). read_only
+ * opens without creating or migrating (for `whistle verify`). Returns 0 or
+ * WH_E*; err (errlen bytes) says why. */
+int wh_store_open(const char *path, bool full, bool read_only, wh_store_t **out, char *err,
+                  size_t errlen);
+/* Accepts NULL. */
+void wh_store_close(wh_store_t *s);
+/* SQLite's message for the last failure. */
+const char *wh_store_errmsg(const wh_store_t *s);
+sqlite3 *wh_store_db(wh_store_t *s);
+
+/* Transactions: BEGIN IMMEDIATE … COMMIT, and one savepoint level inside. */
+int wh_store_begin(wh_store_t *s);
+int wh_store_commit(wh_store_t *s);
+void wh_store_rollback(wh_store_t *s);
+int wh_store_savepoint(wh_store_t *s);
+int wh_store_release(wh_store_t *s);
+void wh_store_rollback_to(wh_store_t *s);
+
+/* The statements the engine uses, prepared once at open. */
+typedef enum {
+#define WH_STORE_STMTS(XX)                                                                         \
+    XX(WF_GET, "SELECT digest FROM workflows WHERE name=?1 AND version=?2")                        \
+    XX(WF_PUT,                                                                                     \
+       "INSERT INTO workflows(name,version,digest,source,stored_at) VALUES(?1,?2,?3,?4,?5)")       \
+    XX(META_GET, "SELECT value FROM meta WHERE key=?1")                                            \
+    XX(META_PUT, "INSERT OR REPLACE INTO meta(key,value) VALUES(?1,?2)")                           \
+    XX(TICKET_INSERT,                                                                              \
+       "INSERT INTO tickets(rid,id,workflow,version,state,priority,category,title,description,"    \
+       "location,raiser,external_id,created_at,updated_at,closed_at,state_since,visit,due_at,"     \
+       "escalation_level,counts,last_seq,last_hash) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,"    \
+       "?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)")                                             \
+    XX(TICKET_UPDATE,                                                                              \
+       "UPDATE tickets SET state=?2,updated_at=?3,closed_at=?4,state_since=?5,visit=?6,due_at=?7," \
+       "escalation_level=?8,counts=?9,last_seq=?10,last_hash=?11 WHERE rid=?1")                    \
+    XX(TICKET_BY_ID,                                                                               \
+       "SELECT rid,id,workflow,version,state,priority,category,title,description,location,"        \
+       "raiser,external_id,created_at,updated_at,closed_at,state_since,visit,due_at,"              \
+       "escalation_level,counts,last_seq,last_hash FROM tickets WHERE id=?1")                      \
+    XX(TICKET_MAX_RID, "SELECT coalesce(max(rid),0) FROM tickets")                                 \
+    XX(ASSIGNEE_INSERT,                                                                            \
+       "INSERT INTO assignees(ticket,idx,org,active,last_event,at) VALUES(?1,?2,?3,?4,?5,?6)")     \
+    XX(ASSIGNEE_DELETE, "DELETE FROM assignees WHERE ticket=?1")                                   \
+    XX(ASSIGNEE_LIST,                                                                              \
+       "SELECT idx,org,active,last_event,at FROM assignees WHERE ticket=?1 ORDER BY idx")          \
+    XX(PROGRESS_INSERT, "INSERT INTO progress(ticket,assignee,event) VALUES(?1,?2,?3)")            \
+    XX(PROGRESS_CLEAR, "DELETE FROM progress WHERE ticket=?1")                                     \
+    XX(PROGRESS_LIST, "SELECT assignee,event FROM progress WHERE ticket=?1")                       \
+    XX(EVENT_INSERT,                                                                               \
+       "INSERT INTO events(ticket,seq,at,event,actor,from_state,to_state,note,data,hash) "         \
+       "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)")                                                   \
+    XX(EVENT_LIST, "SELECT seq,at,event,actor,from_state,to_state,note,data,hash FROM events "     \
+                   "WHERE ticket=?1 AND seq>?2 ORDER BY seq")                                      \
+    XX(CLOCK_UPSERT,                                                                               \
+       "INSERT OR REPLACE INTO clocks(ticket,name,status,started_at,run_since,elapsed,"            \
+       "paused_since,due_at,original_due_at,breached) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)")     \
+    XX(CLOCK_LIST,                                                                                 \
+       "SELECT name,status,started_at,run_since,elapsed,paused_since,due_at,original_due_at,"      \
+       "breached FROM clocks WHERE ticket=?1")                                                     \
+    XX(DEADLINE_INSERT, "INSERT OR IGNORE INTO deadlines(ticket,key,due_at,kind,ref,step) "        \
+                        "VALUES(?1,?2,?3,?4,?5,?6)")                                               \
+    XX(DEADLINE_DELETE_REF, "DELETE FROM deadlines WHERE ticket=?1 AND kind=?2 AND ref=?3")        \
+    XX(OUTBOX_INSERT,                                                                              \
+       "INSERT INTO outbox(webhook_id,ticket,org,type,payload,status,attempts,next_at,"            \
+       "created_at,updated_at) VALUES(?1,?2,?3,?4,?5,?6,0,?7,?8,?8)")                              \
+    XX(OUTBOX_SENT_TO, "SELECT 1 FROM outbox WHERE ticket=?1 AND org=?2 LIMIT 1")                  \
+    XX(IDEM_GET,                                                                                   \
+       "SELECT digest,status,ticket,created_at FROM idempotency WHERE org=?1 AND key=?2")          \
+    XX(IDEM_PUT, "INSERT OR REPLACE INTO idempotency(org,key,digest,status,ticket,created_at) "    \
+                 "VALUES(?1,?2,?3,?4,?5,?6)")                                                      \
+    XX(IDEM_EXPIRE, "DELETE FROM idempotency WHERE created_at<?1")
+#define XX(name, sql) WH_STMT_##name,
+    WH_STORE_STMTS(XX)
+#undef XX
+        WH_STMT__COUNT
+} wh_stmt_id_t;
+
+/* The prepared statement, reset and with bindings cleared. */
+sqlite3_stmt *wh_store_stmt(wh_store_t *s, wh_stmt_id_t id);
+
+/* Binds args to a statement by a format: 's' text (NULL binds NULL),
+ * 'i' int64, 't' int64 where WH_NULL_TIME binds NULL, 'b' bool. */
+int wh_store_bind(wh_store_t *s, sqlite3_stmt *st, const char *fmt, ...);
+/* Runs a statement that returns no rows (after binding); resets it. */
+int wh_store_exec(wh_store_t *s, sqlite3_stmt *st);
+/* Steps: 1 = a row, 0 = done (and reset), or a negative WH_E*. */
+int wh_store_step(wh_store_t *s, sqlite3_stmt *st);
+/* A column as int64 (WH_NULL_TIME when NULL) and as text (NULL when NULL;
+ * valid until the next step/reset). */
+int64_t wh_store_col_time(sqlite3_stmt *st, int col);
+const char *wh_store_col_text(sqlite3_stmt *st, int col);
+
+/* Translates an SQLite result code (and remembers the connection's message). */
+int wh_store_err(wh_store_t *s, int sqlite_rc);
+
+/* Records a workflow definition by name and version; the same name and
+ * version with another digest is WH_EINVAL (err says so). */
+int wh_store_put_workflow(wh_store_t *s, const char *name, int64_t version, const char *digest,
+                          const char *source, size_t source_len, int64_t now, char *err,
+                          size_t errlen);
+
+/* The row whose RFC 8785 canonical JSON is hashed (SPEC §6): the event row
+ * without its hash, `at` in UTC ("…Z"), data parsed from data_json (where
+ * whistle keeps lat/lon as decimal strings). New reference, NULL on bad data. */
+json_t *wh_store_hash_row(int64_t seq, int64_t at, const char *event, const char *actor,
+                          const char *from, const char *to, const char *note,
+                          const char *data_json);
+
+/* Walks every ticket's hash chain. Returns 0 with the counts, or
+ * WH_ECORRUPT with "TICKET seq N" of the first broken row in broken. */
+int wh_store_verify(wh_store_t *s, int64_t *tickets, int64_t *events, char *broken,
+                    size_t brokenlen);
+
+#endif

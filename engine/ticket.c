@@ -1,0 +1,333 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/error.h"
+#include "engine/ticket.h"
+
+static char *dup_col(sqlite3_stmt *st, int col, int *rc)
+{
+    const char *v = wh_store_col_text(st, col);
+    char *copy;
+    if (v == NULL)
+        return NULL;
+    copy = strdup(v);
+    if (copy == NULL)
+        *rc = WH_ENOMEM;
+    return copy;
+}
+
+void wh_ticket_clear(wh_ticket_t *t)
+{
+    char **strs[] = { &t->id,       &t->workflow,    &t->state,       &t->priority,
+                      &t->category, &t->title,       &t->description, &t->location,
+                      &t->raiser,   &t->external_id, &t->counts };
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        free(*strs[i]);
+    for (size_t i = 0; i < t->nassignees; i++) {
+        free(t->assignees[i].org);
+        free(t->assignees[i].last_event);
+    }
+    for (size_t i = 0; i < t->nprogress; i++)
+        free(t->progress[i].event);
+    for (size_t i = 0; i < t->nclocks; i++)
+        free(t->clocks[i].name);
+    free(t->assignees);
+    free(t->progress);
+    free(t->clocks);
+    memset(t, 0, sizeof(*t));
+}
+
+static int load_row(wh_store_t *s, const char *id, wh_ticket_t *t)
+{
+    sqlite3_stmt *st = wh_store_stmt(s, WH_STMT_TICKET_BY_ID);
+    int rc = wh_store_bind(s, st, "s", id);
+    const char *hash;
+
+    if (rc != 0 || (rc = wh_store_step(s, st)) <= 0)
+        return rc == 0 ? WH_ENOENT : rc;
+    rc = 0;
+    t->rid = sqlite3_column_int64(st, 0);
+    t->id = dup_col(st, 1, &rc);
+    t->workflow = dup_col(st, 2, &rc);
+    t->version = sqlite3_column_int64(st, 3);
+    t->state = dup_col(st, 4, &rc);
+    t->priority = dup_col(st, 5, &rc);
+    t->category = dup_col(st, 6, &rc);
+    t->title = dup_col(st, 7, &rc);
+    t->description = dup_col(st, 8, &rc);
+    t->location = dup_col(st, 9, &rc);
+    t->raiser = dup_col(st, 10, &rc);
+    t->external_id = dup_col(st, 11, &rc);
+    t->created_at = sqlite3_column_int64(st, 12);
+    t->updated_at = sqlite3_column_int64(st, 13);
+    t->closed_at = wh_store_col_time(st, 14);
+    t->state_since = sqlite3_column_int64(st, 15);
+    t->visit = sqlite3_column_int64(st, 16);
+    t->due_at = wh_store_col_time(st, 17);
+    t->escalation_level = sqlite3_column_int64(st, 18);
+    t->counts = dup_col(st, 19, &rc);
+    t->last_seq = sqlite3_column_int64(st, 20);
+    hash = wh_store_col_text(st, 21);
+    snprintf(t->last_hash, sizeof(t->last_hash), "%s", hash ? hash : "");
+    sqlite3_reset(st);
+    return rc;
+}
+
+int wh_ticket_add_assignee(wh_ticket_t *t, const char *org, bool active)
+{
+    wh_tassignee_t *v = realloc(t->assignees, (t->nassignees + 1) * sizeof(*v));
+    if (v == NULL)
+        return WH_ENOMEM;
+    t->assignees = v;
+    v[t->nassignees] = (wh_tassignee_t){ strdup(org), active, NULL, WH_NULL_TIME };
+    if (v[t->nassignees].org == NULL)
+        return WH_ENOMEM;
+    t->nassignees++;
+    return 0;
+}
+
+int wh_ticket_add_clock(wh_ticket_t *t, const char *name)
+{
+    wh_tclock_t *v = realloc(t->clocks, (t->nclocks + 1) * sizeof(*v));
+    if (v == NULL)
+        return WH_ENOMEM;
+    t->clocks = v;
+    v[t->nclocks] = (wh_tclock_t){ .name = strdup(name),
+                                   .status = WH_CLOCK_IDLE,
+                                   .started_at = WH_NULL_TIME,
+                                   .run_since = WH_NULL_TIME,
+                                   .paused_since = WH_NULL_TIME,
+                                   .due_at = WH_NULL_TIME,
+                                   .original_due_at = WH_NULL_TIME };
+    if (v[t->nclocks].name == NULL)
+        return WH_ENOMEM;
+    t->nclocks++;
+    return 0;
+}
+
+static int load_assignees(wh_store_t *s, wh_ticket_t *t)
+{
+    sqlite3_stmt *st = wh_store_stmt(s, WH_STMT_ASSIGNEE_LIST);
+    int rc = wh_store_bind(s, st, "i", t->rid);
+
+    while (rc == 0 && (rc = wh_store_step(s, st)) == 1) {
+        rc = wh_ticket_add_assignee(t, wh_store_col_text(st, 1), sqlite3_column_int(st, 2) != 0);
+        if (rc == 0) {
+            wh_tassignee_t *a = &t->assignees[t->nassignees - 1];
+            a->last_event = dup_col(st, 3, &rc);
+            a->at = wh_store_col_time(st, 4);
+        }
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int load_progress(wh_store_t *s, wh_ticket_t *t)
+{
+    sqlite3_stmt *st = wh_store_stmt(s, WH_STMT_PROGRESS_LIST);
+    int rc = wh_store_bind(s, st, "i", t->rid);
+
+    while (rc == 0 && (rc = wh_store_step(s, st)) == 1) {
+        wh_tprogress_t *v = realloc(t->progress, (t->nprogress + 1) * sizeof(*v));
+        if (v == NULL) {
+            rc = WH_ENOMEM;
+            break;
+        }
+        t->progress = v;
+        v[t->nprogress].assignee = sqlite3_column_int(st, 0);
+        v[t->nprogress].event = dup_col(st, 1, &rc);
+        t->nprogress++;
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int load_clocks(wh_store_t *s, wh_ticket_t *t)
+{
+    sqlite3_stmt *st = wh_store_stmt(s, WH_STMT_CLOCK_LIST);
+    int rc = wh_store_bind(s, st, "i", t->rid);
+
+    while (rc == 0 && (rc = wh_store_step(s, st)) == 1) {
+        if ((rc = wh_ticket_add_clock(t, wh_store_col_text(st, 0))) != 0)
+            break;
+        wh_tclock_t *c = &t->clocks[t->nclocks - 1];
+        c->status = (wh_clock_status_t)sqlite3_column_int(st, 1);
+        c->started_at = wh_store_col_time(st, 2);
+        c->run_since = wh_store_col_time(st, 3);
+        c->elapsed = sqlite3_column_int64(st, 4);
+        c->paused_since = wh_store_col_time(st, 5);
+        c->due_at = wh_store_col_time(st, 6);
+        c->original_due_at = wh_store_col_time(st, 7);
+        c->breached = sqlite3_column_int(st, 8) != 0;
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+int wh_ticket_load(wh_store_t *s, const char *id, wh_ticket_t *t)
+{
+    int rc;
+    memset(t, 0, sizeof(*t));
+    if ((rc = load_row(s, id, t)) != 0 || (rc = load_assignees(s, t)) != 0 ||
+        (rc = load_progress(s, t)) != 0)
+        return rc;
+    return load_clocks(s, t);
+}
+
+int wh_ticket_insert(wh_store_t *s, const wh_ticket_t *t)
+{
+    sqlite3_stmt *st = wh_store_stmt(s, WH_STMT_TICKET_INSERT);
+    int rc = wh_store_bind(s, st, "ississssssssiitiitisis", t->rid, t->id, t->workflow, t->version,
+                           t->state, t->priority, t->category, t->title, t->description,
+                           t->location, t->raiser, t->external_id, t->created_at, t->updated_at,
+                           t->closed_at, t->state_since, t->visit, t->due_at, t->escalation_level,
+                           t->counts, t->last_seq, t->last_hash);
+    return rc == 0 ? wh_store_exec(s, st) : rc;
+}
+
+int wh_ticket_update(wh_store_t *s, const wh_ticket_t *t)
+{
+    sqlite3_stmt *st = wh_store_stmt(s, WH_STMT_TICKET_UPDATE);
+    int rc = wh_store_bind(s, st, "isitiitisi", t->rid, t->state, t->updated_at, t->closed_at,
+                           t->state_since, t->visit, t->due_at, t->escalation_level, t->counts,
+                           t->last_seq);
+    if (rc == 0)
+        rc = wh_store_err(s, sqlite3_bind_text(st, 11, t->last_hash, -1, SQLITE_TRANSIENT));
+    return rc == 0 ? wh_store_exec(s, st) : rc;
+}
+
+int wh_ticket_save_assignees(wh_store_t *s, const wh_ticket_t *t, bool replace)
+{
+    sqlite3_stmt *st;
+    int rc = 0;
+
+    if (replace) {
+        st = wh_store_stmt(s, WH_STMT_ASSIGNEE_DELETE);
+        if ((rc = wh_store_bind(s, st, "i", t->rid)) != 0 || (rc = wh_store_exec(s, st)) != 0)
+            return rc;
+    }
+    for (size_t i = 0; rc == 0 && i < t->nassignees; i++) {
+        const wh_tassignee_t *a = &t->assignees[i];
+        st = wh_store_stmt(s, WH_STMT_ASSIGNEE_INSERT);
+        rc = wh_store_bind(s, st, "iisbst", t->rid, (int64_t)i, a->org, (int)a->active,
+                           a->last_event, a->at);
+        if (rc == 0)
+            rc = wh_store_exec(s, st);
+    }
+    return rc;
+}
+
+int wh_ticket_save_clock(wh_store_t *s, const wh_ticket_t *t, const wh_tclock_t *c)
+{
+    sqlite3_stmt *st = wh_store_stmt(s, WH_STMT_CLOCK_UPSERT);
+    int rc =
+        wh_store_bind(s, st, "isittittt", t->rid, c->name, (int64_t)c->status, c->started_at,
+                      c->run_since, c->elapsed, c->paused_since, c->due_at, c->original_due_at);
+    if (rc == 0)
+        rc = wh_store_err(s, sqlite3_bind_int(st, 10, c->breached ? 1 : 0));
+    return rc == 0 ? wh_store_exec(s, st) : rc;
+}
+
+int64_t wh_ticket_clock_elapsed(const wh_tclock_t *c, int64_t now)
+{
+    int64_t e = c->elapsed;
+    if (c->status == WH_CLOCK_RUNNING && c->run_since != WH_NULL_TIME && now > c->run_since)
+        e += now - c->run_since;
+    return e;
+}
+
+json_t *wh_time_json(int64_t t, const wh_tz_t *tz)
+{
+    char buf[26];
+    if (t == WH_NULL_TIME)
+        return json_null();
+    wh_time_format_tz(t, tz, buf);
+    return json_string(buf);
+}
+
+/* An assignee is awaited when it is active and the current state waits for
+ * it: it has not yet fired the join event the state awaits or, without a
+ * join, some event leaving the state may be fired by assignees. */
+static bool awaiting(const wh_ticket_t *t, const wh_workflow_t *wf, size_t i)
+{
+    int state = wf != NULL ? wh_workflow_state(wf, t->state) : -1;
+    int join;
+
+    if (!t->assignees[i].active || state < 0 || wf->states[state].final)
+        return false;
+    join = wh_mach_awaited_event(wf, state);
+    if (join >= 0) {
+        for (size_t p = 0; p < t->nprogress; p++)
+            if (t->progress[p].assignee == (int)i &&
+                strcmp(t->progress[p].event, wf->events[join].name) == 0)
+                return false;
+        return true;
+    }
+    for (size_t e = 0; e < wf->nevents; e++) {
+        const wh_event_t *ev = &wf->events[e];
+        bool from = false;
+        for (size_t k = 0; k < ev->from.n; k++)
+            from = from || ev->from.v[k] == state;
+        for (size_t k = 0; from && k < ev->by.n; k++)
+            if (ev->by.v[k].type == WH_WHO_ASSIGNEE)
+                return true;
+    }
+    return false;
+}
+
+static json_t *assignees_json(const wh_ticket_t *t, const wh_workflow_t *wf, const wh_tz_t *tz)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < t->nassignees; i++) {
+        const wh_tassignee_t *a = &t->assignees[i];
+        json_t *o = json_pack("{s:s,s:b,s:b,s:s?,s:o}", "org", a->org, "active", a->active,
+                              "awaiting", awaiting(t, wf, i), "last_event", a->last_event, "at",
+                              wh_time_json(a->at, tz));
+        if (o == NULL || json_array_append_new(arr, o) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+static json_t *clocks_json(const wh_ticket_t *t, const wh_tz_t *tz, int64_t now)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < t->nclocks; i++) {
+        const wh_tclock_t *c = &t->clocks[i];
+        json_t *o = json_pack("{s:s,s:o,s:b,s:I,s:b}", "name", c->name, "due_at",
+                              wh_time_json(c->due_at, tz), "running", c->status == WH_CLOCK_RUNNING,
+                              "elapsed_seconds", (json_int_t)wh_ticket_clock_elapsed(c, now),
+                              "breached", c->breached);
+        if (o == NULL || json_array_append_new(arr, o) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+json_t *wh_ticket_json(const wh_ticket_t *t, const wh_workflow_t *wf, const wh_tz_t *tz,
+                       int64_t now)
+{
+    json_t *location = t->location ? json_loads(t->location, 0, NULL) : json_null();
+    json_t *assignees = assignees_json(t, wf, tz), *clocks = clocks_json(t, tz, now);
+
+    if (location == NULL || assignees == NULL || clocks == NULL) {
+        json_decref(location);
+        json_decref(assignees);
+        json_decref(clocks);
+        return NULL;
+    }
+    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s?,s:o,s:s,s:o,s:o,s:o,s:o,s:o,s:I,s:o,"
+                     "s:s?}",
+                     "id", t->id, "workflow", t->workflow, "version", (json_int_t)t->version,
+                     "state", t->state, "priority", t->priority, "category", t->category, "title",
+                     t->title, "description", t->description, "location", location, "raiser",
+                     t->raiser, "assignees", assignees, "created_at",
+                     wh_time_json(t->created_at, tz), "updated_at", wh_time_json(t->updated_at, tz),
+                     "due_at", wh_time_json(t->due_at, tz), "clocks", clocks, "escalation_level",
+                     (json_int_t)t->escalation_level, "closed_at", wh_time_json(t->closed_at, tz),
+                     "external_id", t->external_id);
+}
