@@ -706,9 +706,41 @@ static int enter_state(wh_engine_t *e, const wh_workflow_t *wf, wh_ticket_t *t,
     return schedule_state(e, wf, t, res->to, now);
 }
 
-static json_t *fire_data(const wh_op_t *op, const wh_ticket_t *t, const wh_mach_result_t *res)
+/* Times inside hashed data are UTC ("…Z"), as the row's own `at` is. */
+static json_t *utc_json(int64_t t)
+{
+    char buf[26];
+    if (t == WH_NULL_TIME)
+        return json_null();
+    wh_time_format(t, 0, true, buf);
+    return json_string(buf);
+}
+
+/* What an extension did: per clock, the new and the original due time. */
+static json_t *extends_data(const wh_workflow_t *wf, const wh_ticket_t *t,
+                            const wh_mach_result_t *res)
+{
+    json_t *arr = json_array();
+    for (size_t x = 0; x < res->nextends; x++) {
+        const char *name = wf->clocks[res->extends[x].clock].name;
+        for (size_t i = 0; i < t->nclocks; i++) {
+            const wh_tclock_t *c = &t->clocks[i];
+            if (strcmp(c->name, name) != 0 || c->status == WH_CLOCK_IDLE)
+                continue;
+            json_array_append_new(arr, json_pack("{s:s,s:o,s:o}", "clock", name, "due_at",
+                                                 utc_json(c->due_at), "original_due_at",
+                                                 utc_json(c->original_due_at)));
+        }
+    }
+    return arr;
+}
+
+static json_t *fire_data(const wh_op_t *op, const wh_workflow_t *wf, const wh_ticket_t *t,
+                         const wh_mach_result_t *res)
 {
     json_t *data = json_object();
+    if (res->nextends > 0)
+        json_object_set_new(data, "extends", extends_data(wf, t, res));
     if (op->has_rating)
         json_object_set_new(data, "rating", json_integer(op->rating));
     if (res->assignees_changed) {
@@ -745,7 +777,7 @@ static int write_fire(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, wh_t
         rc = apply_clocks(e, wf, t, res, now);
     if (rc == 0)
         rc = append_event(e, t, now, event, op->org ? op->org : "system", from, t->state, op->note,
-                          fire_data(op, t, res), &row);
+                          fire_data(op, wf, t, res), &row);
     if (rc == 0)
         rc = wh_ticket_update(e->store, t);
     if (rc == 0 && (op->ticket = wh_ticket_json(t, wf, e->opt.tz, now)) == NULL)

@@ -129,6 +129,7 @@ static int load_progress(wh_store_t *s, wh_ticket_t *t)
 
     while (rc == 0 && (rc = wh_store_step(s, st)) == 1) {
         wh_tprogress_t *v = realloc(t->progress, (t->nprogress + 1) * sizeof(*v));
+        rc = 0;
         if (v == NULL) {
             rc = WH_ENOMEM;
             break;

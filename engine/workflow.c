@@ -9,7 +9,6 @@
  * All memory of a model comes from one arena freed by wh_workflow_free. */
 #include <errno.h>
 #include <stdalign.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -1375,7 +1374,7 @@ int wh_workflow_load_buffer(const char *name, const char *buf, size_t len, const
     else if (wh_ynode_expect(doc, wh_ydoc_root(doc), WH_YNODE_MAP, "a workflow file", diag))
         parse_all(&c, wh_ydoc_root(doc));
     publish(&c);
-    if (!c.oom && dir != NULL && wh_diag_errors(diag) == errors_before)
+    if (!c.oom && dir != NULL)
         check_ids(&box->wf, dir, diag);
     rc = c.oom ? WH_ENOMEM : wh_diag_errors(diag) != errors_before ? WH_EPARSE : 0;
 out:

@@ -479,10 +479,12 @@ Test(workflow, unknown_orgs_with_directory)
 
     load(&r,
          MINI "routes:\n  fire: [fire-brigade, water-works]\n"
-              "escalations:\n  e:\n    - { at: 0, notify: [supervisors, ghost] }\n",
+              "escalations:\n  e:\n    - { at: 0, notify: [supervisors, ghost] }\n"
+              "colour: red\n",
          &dir);
     cr_assert_eq(r.rc, WH_EPARSE);
-    cr_assert_eq(r.n, 2);
+    cr_assert_eq(r.n, 3);
+    cr_assert_str_eq(r.lines[2], "t.yaml:13:1: error: unknown key 'colour'");
     cr_assert_str_eq(r.lines[0], "t.yaml:9:24: error: unknown org 'water-works'");
     cr_assert_str_eq(r.lines[1], "t.yaml:12:38: error: unknown org 'ghost'");
     done(&r);

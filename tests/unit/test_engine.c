@@ -1,0 +1,523 @@
+/* The engine on a real SQLite file and a real libuv loop, with an injected
+ * clock: raise, fire, join, limits, clocks, idempotency, group commit,
+ * restarts and the hash chain. */
+#include <criterion/criterion.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/calendar.h"
+#include "engine/engine.h"
+#include "engine/error.h"
+#include "engine/workflow.h"
+#include "src/config.h"
+
+static int64_t fake_now;
+static uv_loop_t loop;
+static wh_config_t *cfg;
+static wh_workflow_t *wf, *wf2;
+static wh_calendar_t *cal;
+static wh_engine_calendar_t cals[1];
+static const wh_workflow_t *wfs[2];
+static wh_tz_t *tz;
+static wh_engine_t *eng;
+static char dbpath[256];
+
+static int64_t now_fn(void *arg)
+{
+    (void)arg;
+    return fake_now;
+}
+
+static int64_t at(const char *rfc3339)
+{
+    int64_t t;
+    cr_assert_eq(wh_time_parse(rfc3339, &t), 0, "%s", rfc3339);
+    return t;
+}
+
+static void open_engine(void)
+{
+    wh_engine_options_t opt = { .loop = &loop,
+                                .db_path = dbpath,
+                                .durability_full = true,
+                                .dir = &cfg->dir,
+                                .workflows = wfs,
+                                .nworkflows = 2,
+                                .calendars = cals,
+                                .ncalendars = 1,
+                                .tz = tz,
+                                .now = now_fn };
+    char err[256] = "";
+    cr_assert_eq(wh_engine_open(&opt, &eng, err, sizeof(err)), 0, "%s", err);
+}
+
+static void close_engine(void)
+{
+    wh_engine_close(eng);
+    eng = NULL;
+    uv_run(&loop, UV_RUN_DEFAULT);
+}
+
+static void setup(void)
+{
+    wh_diag_t *diag = wh_diag_new();
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    cr_assert_eq(wh_config_load(WH_SOURCE_DIR "/examples/whistle.yaml", diag, &cfg), 0);
+    cr_assert_eq(
+        wh_workflow_load(WH_SOURCE_DIR "/workflows/street-whistle.yaml", &cfg->dir, diag, &wf), 0);
+    cr_assert_eq(
+        wh_workflow_load(WH_SOURCE_DIR "/tests/data/machine/street.yaml", &cfg->dir, diag, &wf2),
+        0);
+    cr_assert_eq(wh_calendar_load(WH_SOURCE_DIR "/examples/calendars/cn.yaml", NULL, diag, &cal),
+                 0);
+    cr_assert_eq(wh_tz_load("Asia/Shanghai", &tz), 0);
+    wh_diag_free(diag);
+    cals[0] = (wh_engine_calendar_t){ "workdays", cal };
+    wfs[0] = wf;
+    wfs[1] = wf2;
+    snprintf(dbpath, sizeof(dbpath), "/tmp/wh-engine-%d-XXXXXX", (int)getpid());
+    cr_assert_not_null(mkdtemp(dbpath));
+    strcat(dbpath, "/db/whistle.db");
+    fake_now = at("2026-11-26T09:00:00+08:00"); /* a Thursday */
+    open_engine();
+}
+
+static void teardown(void)
+{
+    char cmd[300];
+    if (eng != NULL)
+        close_engine();
+    cr_assert_eq(uv_loop_close(&loop), 0, "a handle leaked");
+    wh_workflow_free(wf);
+    wh_workflow_free(wf2);
+    wh_calendar_free(cal);
+    wh_config_free(cfg);
+    wh_tz_free(tz);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%.*s'", (int)(strlen(dbpath) - strlen("/db/whistle.db")),
+             dbpath);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(engine, .init = setup, .fini = teardown);
+
+/* ---- driving the loop ---- */
+
+typedef struct {
+    bool done;
+    int status, err;
+    bool replayed;
+    char message[256];
+    json_t *ticket;
+} outcome_t;
+
+static void on_result(const wh_engine_result_t *res, void *arg)
+{
+    outcome_t *o = arg;
+    o->done = true;
+    o->status = res->status;
+    o->err = res->err;
+    o->replayed = res->replayed;
+    snprintf(o->message, sizeof(o->message), "%s", res->message ? res->message : "");
+    o->ticket = res->ticket ? json_incref(res->ticket) : NULL;
+}
+
+static void run(outcome_t *o)
+{
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(o->done, "the callback did not run");
+}
+
+static const char *raise_workflow = "street-whistle";
+
+static outcome_t raise_with(const char *org, const char *category, const char *const *assignees,
+                            size_t n, const char *key, const char *digest)
+{
+    wh_raise_req_t req = { .workflow = raise_workflow,
+                           .category = category,
+                           .title = "消防通道被占用",
+                           .assignees = assignees,
+                           .nassignees = n,
+                           .has_assignees = assignees != NULL };
+    outcome_t o = { 0 };
+    cr_assert_eq(wh_engine_raise(eng, org, &req, key, digest, on_result, &o), 0);
+    cr_assert(!o.done, "a callback ran before the commit");
+    run(&o);
+    return o;
+}
+
+static char *raise_ok(const char *const *assignees, size_t n)
+{
+    outcome_t o = raise_with("xintan-street", "fire-safety", assignees, n, NULL, NULL);
+    cr_assert_eq(o.status, 201, "%d %s", o.status, o.message);
+    char *id = strdup(json_string_value(json_object_get(o.ticket, "id")));
+    json_decref(o.ticket);
+    return id;
+}
+
+static outcome_t fire(const char *actor, const char *id, const char *event, const char *note)
+{
+    wh_fire_req_t req = { .event = event, .note = note };
+    outcome_t o = { 0 };
+    cr_assert_eq(wh_engine_fire(eng, actor, id, &req, NULL, NULL, on_result, &o), 0);
+    run(&o);
+    return o;
+}
+
+static const char *state_of(const outcome_t *o)
+{
+    return json_string_value(json_object_get(o->ticket, "state"));
+}
+
+static const char *clock_field(json_t *ticket, const char *name, const char *field)
+{
+    json_t *clocks = json_object_get(ticket, "clocks");
+    for (size_t i = 0; i < json_array_size(clocks); i++) {
+        json_t *c = json_array_get(clocks, i);
+        if (strcmp(json_string_value(json_object_get(c, "name")), name) == 0)
+            return json_string_value(json_object_get(c, field));
+    }
+    return NULL;
+}
+
+static int64_t count_rows(const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int64_t n = -1;
+    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static json_t *events_of(const char *id)
+{
+    json_t *ev = NULL;
+    cr_assert_eq(wh_engine_events(eng, id, NULL, 0, &ev), 0);
+    json_t *rows = json_incref(json_object_get(ev, "events"));
+    json_decref(ev);
+    return rows;
+}
+
+Test(engine, raise_creates_ticket_with_deadline_clock_event_and_message)
+{
+    outcome_t o = raise_with("xintan-street", "fire-safety", NULL, 0, NULL, NULL);
+    json_t *t = o.ticket, *a, *rows, *raise;
+    cr_assert_eq(o.status, 201, "%s", o.message);
+    cr_assert_str_eq(json_string_value(json_object_get(t, "state")), "whistled");
+    cr_assert_str_eq(json_string_value(json_object_get(t, "priority")), "normal");
+    cr_assert_str_eq(json_string_value(json_object_get(t, "due_at")), "2026-11-26T09:30:00+08:00");
+    a = json_array_get(json_object_get(t, "assignees"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(a, "org")), "fire-brigade");
+    cr_assert(json_is_true(json_object_get(a, "active")));
+    cr_assert(json_is_true(json_object_get(a, "awaiting")));
+    /* 7 workdays from Thursday 2026-11-26: Fri, Mon … the next Monday, closing hour. */
+    cr_assert_str_eq(clock_field(t, "resolve", "due_at"), "2026-12-07T17:30:00+08:00");
+    cr_assert(json_is_null(json_object_get(t, "closed_at")));
+    cr_assert_eq(json_object_size(t), 18, "every key of a ticket is present");
+
+    rows = events_of(json_string_value(json_object_get(t, "id")));
+    cr_assert_eq(json_array_size(rows), 1);
+    raise = json_array_get(rows, 0);
+    cr_assert_eq(json_integer_value(json_object_get(raise, "seq")), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(raise, "event")), "raise");
+    cr_assert_str_eq(json_string_value(json_object_get(raise, "actor")), "xintan-street");
+    cr_assert_eq(strlen(json_string_value(json_object_get(raise, "hash"))), 64);
+    json_decref(rows);
+    json_decref(t);
+
+    cr_assert_eq(count_rows("SELECT count(*) FROM outbox WHERE org='fire-brigade' AND "
+                            "type='ticket.whistled' AND status='pending'"),
+                 1);
+    /* the state deadline, its no-show ladder (2 steps), the clock and its overdue ladder (2) */
+    cr_assert_eq(count_rows("SELECT count(*) FROM deadlines"), 6);
+}
+
+Test(engine, join_all_waits_for_every_assignee)
+{
+    const char *two[] = { "fire-brigade", "housing-bureau" };
+    char *id = raise_ok(two, 2);
+    outcome_t o = fire("fire-brigade", id, "report", NULL);
+    cr_assert_eq(o.status, 200, "%s", o.message);
+    cr_assert_str_eq(state_of(&o), "whistled");
+    json_decref(o.ticket);
+    cr_assert_eq(count_rows("SELECT count(*) FROM progress"), 1);
+
+    o = fire("fire-brigade", id, "report", NULL);
+    cr_assert_eq(o.status, 409, "%d %s %s", o.status, o.message, o.ticket ? state_of(&o) : "");
+    cr_assert_eq(o.err, WH_EALREADY_FIRED);
+
+    o = fire("housing-bureau", id, "report", NULL);
+    cr_assert_eq(o.status, 200, "%s", o.message);
+    cr_assert_str_eq(state_of(&o), "reported");
+    cr_assert(json_is_null(json_object_get(o.ticket, "due_at")));
+    json_decref(o.ticket);
+    /* the whistled deadline and its ladder are gone; the clock's rows stay */
+    cr_assert_eq(count_rows("SELECT count(*) FROM deadlines WHERE kind=0"), 0);
+    free(id);
+}
+
+Test(engine, refusals_in_spec_order_and_nothing_written)
+{
+    char *id = raise_ok(NULL, 0);
+    int64_t before = count_rows("SELECT count(*) FROM events");
+    outcome_t o = fire("fire-brigade", id, "no-such-event", NULL);
+    cr_assert_eq(o.status, 422);
+    cr_assert_eq(o.err, WH_EUNKNOWN_EVENT);
+    o = fire("housing-bureau", id, "report", NULL);
+    cr_assert_eq(o.status, 403);
+    o = fire("fire-brigade", id, "resolve", NULL);
+    cr_assert_eq(o.status, 409);
+    cr_assert_eq(o.err, WH_EINVALID_STATE);
+    o = fire("fire-brigade", id, "dispute", NULL);
+    cr_assert_eq(o.status, 422);
+    cr_assert_eq(o.err, WH_EMISSING_FIELD);
+    cr_assert_str_eq(o.message, "note is required");
+    o = fire("fire-brigade", "T99999999", "report", NULL);
+    cr_assert_eq(o.status, 404);
+    o = raise_with("fire-brigade", "fire-safety", NULL, 0, NULL, NULL);
+    cr_assert_eq(o.status, 403);
+    o = raise_with("xintan-street", "no-such-category", NULL, 0, NULL, NULL);
+    cr_assert_eq(o.status, 201, "street-whistle has a default route");
+    json_decref(o.ticket);
+    const char *bad[] = { "nobody" };
+    o = raise_with("xintan-street", "fire-safety", bad, 1, NULL, NULL);
+    cr_assert_eq(o.status, 422);
+    cr_assert_eq(o.err, WH_EUNKNOWN_ORG);
+    cr_assert_eq(count_rows("SELECT count(*) FROM events"), before + 1);
+    free(id);
+}
+
+Test(engine, progress_and_limits_survive_a_restart)
+{
+    const char *two[] = { "fire-brigade", "housing-bureau" };
+    const char *one[] = { "fire-brigade" };
+    char *id = raise_ok(two, 2);
+    outcome_t o = fire("fire-brigade", id, "report", NULL);
+    cr_assert_eq(o.status, 200);
+    json_decref(o.ticket);
+    close_engine();
+    open_engine();
+    o = fire("fire-brigade", id, "report", NULL);
+    cr_assert_eq(o.err, WH_EALREADY_FIRED, "join progress was lost in the restart");
+
+    for (int round = 0; round < 3; round++) {
+        wh_fire_req_t dispute = { .event = "dispute", .note = "不归我们管" };
+        wh_fire_req_t reassign = {
+            .event = "reassign", .assignees = one, .nassignees = 1, .has_assignees = true
+        };
+        outcome_t d = { 0 }, r = { 0 };
+        cr_assert_eq(wh_engine_fire(eng, "fire-brigade", id, &dispute, NULL, NULL, on_result, &d),
+                     0);
+        run(&d);
+        if (round == 2) {
+            cr_assert_eq(d.err, WH_ELIMIT_REACHED, "round %d: %s", round, d.message);
+            break;
+        }
+        cr_assert_eq(d.status, 200, "round %d: %s", round, d.message);
+        json_decref(d.ticket);
+        close_engine();
+        open_engine();
+        cr_assert_eq(
+            wh_engine_fire(eng, "city-supervision", id, &reassign, NULL, NULL, on_result, &r), 0);
+        run(&r);
+        cr_assert_eq(r.status, 200, "%s", r.message);
+        cr_assert_str_eq(state_of(&r), "whistled");
+        json_decref(r.ticket);
+    }
+    free(id);
+}
+
+static outcome_t fire_req(const char *actor, const char *id, const wh_fire_req_t *req)
+{
+    outcome_t o = { 0 };
+    cr_assert_eq(wh_engine_fire(eng, actor, id, req, NULL, NULL, on_result, &o), 0);
+    run(&o);
+    return o;
+}
+
+static char *report_all(void)
+{
+    char *id = raise_ok(NULL, 0);
+    outcome_t o = fire("fire-brigade", id, "report", NULL);
+    cr_assert_eq(o.status, 200, "%s", o.message);
+    json_decref(o.ticket);
+    return id;
+}
+
+Test(engine, extends_moves_only_the_named_clock_and_keeps_the_original)
+{
+    raise_workflow = "machine-street";
+    char *id = report_all();
+    wh_fire_req_t ask = { .event = "request-extension", .note = "需要协调物业" };
+    wh_fire_req_t approve = { .event = "approve-extension" };
+    outcome_t o = fire_req("fire-brigade", id, &ask);
+    cr_assert_eq(o.status, 200, "%s", o.message);
+    json_decref(o.ticket);
+    o = fire_req("city-supervision", id, &approve);
+    cr_assert_eq(o.status, 200, "%s", o.message);
+    /* resolve: 7 workdays from Thu 11-26 = Mon 12-07, + 3 workdays = Thu 12-10 */
+    cr_assert_str_eq(clock_field(o.ticket, "resolve", "due_at"), "2026-12-10T17:30:00+08:00");
+    /* feedback (started at the report, 3 workdays) did not move: Tue 12-01 */
+    cr_assert_str_eq(clock_field(o.ticket, "feedback", "due_at"), "2026-12-01T17:30:00+08:00");
+    json_decref(o.ticket);
+
+    json_t *rows = events_of(id), *last = json_array_get(rows, json_array_size(rows) - 1);
+    json_t *ext = json_array_get(json_object_get(json_object_get(last, "data"), "extends"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(ext, "clock")), "resolve");
+    cr_assert_str_eq(json_string_value(json_object_get(ext, "original_due_at")),
+                     "2026-12-07T09:30:00Z");
+    cr_assert_str_eq(json_string_value(json_object_get(ext, "due_at")), "2026-12-10T09:30:00Z");
+    json_decref(rows);
+    raise_workflow = "street-whistle";
+    free(id);
+}
+
+Test(engine, paused_time_is_not_counted)
+{
+    char *id = report_all();
+    wh_fire_req_t wait = { .event = "wait-residents", .note = "居民不在家" };
+    wh_fire_req_t resume = { .event = "resume" };
+    outcome_t o = fire_req("fire-brigade", id, &wait);
+    cr_assert_eq(o.status, 200, "%s", o.message);
+    json_decref(o.ticket);
+    /* paused from Thu 09:00 to Fri 09:00: 6.5 working hours (Thu 09:00-12:00 and
+     * 14:30-17:30, Fri 08:30-09:00) move the due time, Mon 12-07 17:30, by that
+     * much working time: all of Tuesday's 6.5 hours */
+    fake_now = at("2026-11-27T09:00:00+08:00");
+    o = fire_req("xintan-street", id, &resume);
+    cr_assert_eq(o.status, 200, "%s", o.message);
+    cr_assert_str_eq(clock_field(o.ticket, "resolve", "due_at"), "2026-12-08T17:30:00+08:00");
+    json_t *c = json_array_get(json_object_get(o.ticket, "clocks"), 0);
+    cr_assert_eq(json_integer_value(json_object_get(c, "elapsed_seconds")), 0);
+    cr_assert(json_is_true(json_object_get(c, "running")));
+    json_decref(o.ticket);
+    fake_now += 600;
+    json_t *t = NULL;
+    cr_assert_eq(wh_engine_ticket(eng, id, NULL, &t), 0);
+    c = json_array_get(json_object_get(t, "clocks"), 0);
+    cr_assert_eq(json_integer_value(json_object_get(c, "elapsed_seconds")), 600);
+    json_decref(t);
+    free(id);
+}
+
+Test(engine, verify_catches_an_edited_event)
+{
+    char *id = report_all();
+    int64_t tickets, events;
+    char broken[200] = "";
+    cr_assert_eq(wh_engine_verify(eng, &tickets, &events, broken, sizeof(broken)), 0, "%s", broken);
+    cr_assert_eq(tickets, 1);
+    cr_assert_eq(events, 2);
+    close_engine();
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db, "UPDATE events SET actor='housing-bureau' WHERE seq=2", NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    open_engine();
+    cr_assert_eq(wh_engine_verify(eng, &tickets, &events, broken, sizeof(broken)), WH_ECORRUPT);
+    cr_assert_str_eq(broken, "ticket T00000001, event seq 2");
+    free(id);
+}
+
+Test(engine, one_refused_change_does_not_spoil_its_batch)
+{
+    wh_raise_req_t good = { .workflow = "street-whistle", .category = "fire-safety", .title = "a" };
+    wh_raise_req_t bad = { .workflow = "street-whistle", .category = "fire-safety" };
+    outcome_t o[3] = { 0 };
+    cr_assert_eq(wh_engine_raise(eng, "xintan-street", &good, NULL, NULL, on_result, &o[0]), 0);
+    cr_assert_eq(wh_engine_raise(eng, "xintan-street", &bad, NULL, NULL, on_result, &o[1]), 0);
+    cr_assert_eq(wh_engine_raise(eng, "beita-street", &good, NULL, NULL, on_result, &o[2]), 0);
+    cr_assert_eq(wh_engine_queued(eng), 3);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(o[0].status, 201);
+    cr_assert_eq(o[1].status, 422);
+    cr_assert_str_eq(o[1].message, "title is required");
+    cr_assert_eq(o[2].status, 201);
+    cr_assert_str_eq(json_string_value(json_object_get(o[2].ticket, "id")), "T00000002");
+    cr_assert_eq(count_rows("SELECT count(*) FROM tickets"), 2);
+    cr_assert_eq(count_rows("SELECT count(*) FROM events"), 2);
+    json_decref(o[0].ticket);
+    json_decref(o[2].ticket);
+}
+
+Test(engine, idempotency_key_replays_and_refuses_another_body)
+{
+    outcome_t a = raise_with("xintan-street", "fire-safety", NULL, 0, "key-1", "digest-a");
+    outcome_t b = raise_with("xintan-street", "fire-safety", NULL, 0, "key-1", "digest-a");
+    outcome_t c = raise_with("xintan-street", "fire-safety", NULL, 0, "key-1", "digest-b");
+    outcome_t d = raise_with("beita-street", "fire-safety", NULL, 0, "key-1", "digest-b");
+    cr_assert_eq(a.status, 201);
+    cr_assert(!a.replayed);
+    cr_assert_eq(b.status, 201);
+    cr_assert(b.replayed);
+    cr_assert(json_equal(json_object_get(a.ticket, "id"), json_object_get(b.ticket, "id")));
+    cr_assert_eq(c.status, 422);
+    cr_assert_eq(c.err, WH_EIDEMPOTENCY_MISMATCH);
+    cr_assert_eq(d.status, 201, "keys are per org");
+    cr_assert(!d.replayed);
+    cr_assert_eq(count_rows("SELECT count(*) FROM tickets"), 2);
+    fake_now += 24 * 3600 + 1;
+    outcome_t e = raise_with("xintan-street", "fire-safety", NULL, 0, "key-1", "digest-b");
+    cr_assert_eq(e.status, 201, "keys expire after 24 h");
+    cr_assert(!e.replayed);
+    json_decref(a.ticket);
+    json_decref(b.ticket);
+    json_decref(d.ticket);
+    json_decref(e.ticket);
+}
+
+Test(engine, lists_newest_first_with_filters_visibility_and_cursor)
+{
+    const char *housing[] = { "housing-bureau" };
+    for (int i = 0; i < 5; i++) {
+        char *id = raise_ok(i % 2 ? housing : NULL, i % 2 ? 1 : 0);
+        free(id);
+        fake_now += 60;
+    }
+    wh_list_query_t q = { .limit = 2 };
+    json_t *page = NULL, *page2 = NULL;
+    cr_assert_eq(wh_engine_list(eng, "city-supervision", &q, &page), 0);
+    json_t *ts = json_object_get(page, "tickets");
+    cr_assert_eq(json_array_size(ts), 2);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(ts, 0), "id")), "T00000005");
+    cr_assert(json_is_string(json_object_get(page, "next")));
+    q.after = json_string_value(json_object_get(page, "next"));
+    cr_assert_eq(wh_engine_list(eng, "city-supervision", &q, &page2), 0);
+    ts = json_object_get(page2, "tickets");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(ts, 0), "id")), "T00000003");
+    json_decref(page2);
+
+    wh_list_query_t other = { .limit = 2, .raiser = "xintan-street", .after = q.after };
+    cr_assert_eq(wh_engine_list(eng, "city-supervision", &other, &page2), WH_EINVAL,
+                 "a cursor needs the same filters");
+    json_decref(page);
+
+    wh_list_query_t all = { .limit = 50 };
+    cr_assert_eq(wh_engine_list(eng, "housing-bureau", &all, &page), 0);
+    cr_assert_eq(json_array_size(json_object_get(page, "tickets")), 2, "only its own tickets");
+    cr_assert(json_is_null(json_object_get(page, "next")));
+    json_decref(page);
+
+    const char *st[] = { "reported" };
+    wh_list_query_t rep = { .limit = 50, .states = st, .nstates = 1 };
+    cr_assert_eq(wh_engine_list(eng, NULL, &rep, &page), 0);
+    cr_assert_eq(json_array_size(json_object_get(page, "tickets")), 0);
+    json_decref(page);
+
+    wh_list_query_t overdue = { .limit = 50, .overdue = true };
+    cr_assert_eq(wh_engine_list(eng, NULL, &overdue, &page), 0);
+    cr_assert_eq(json_array_size(json_object_get(page, "tickets")), 0);
+    json_decref(page);
+    fake_now += 3600; /* every 30-minute 报到 deadline has passed */
+    cr_assert_eq(wh_engine_list(eng, NULL, &overdue, &page), 0);
+    cr_assert_eq(json_array_size(json_object_get(page, "tickets")), 5);
+    json_decref(page);
+}
