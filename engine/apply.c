@@ -393,24 +393,20 @@ static size_t utf8_chars(const char *s)
 /* SPEC §4's field limits, shared by every way in (HTTP, Open311). */
 static int check_limits(wh_op_t *op)
 {
-    static const struct {
-        size_t off, max;
+    const struct {
+        const char *value;
+        size_t max;
         const char *name;
     } limits[] = {
-        { offsetof(wh_op_t, title), 200, "title" },
-        { offsetof(wh_op_t, description), 4000, "description" },
-        { offsetof(wh_op_t, note), 4000, "note" },
-        { offsetof(wh_op_t, external_id), 128, "external_id" },
+        { op->title, 200, "title" },
+        { op->description, 4000, "description" },
+        { op->note, 4000, "note" },
+        { op->external_id, 128, "external_id" },
     };
-    for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
-        const char *v = *(char *const *)((const char *)op + limits[i].off);
-        char msg[64];
-        if (utf8_chars(v) <= limits[i].max)
-            continue;
-        snprintf(msg, sizeof(msg), "%s is longer than %zu characters", limits[i].name,
-                 limits[i].max);
-        return refuse(op, WH_EBAD_FIELD, "%s", msg);
-    }
+    for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++)
+        if (utf8_chars(limits[i].value) > limits[i].max)
+            return refuse(op, WH_EBAD_FIELD, "%s is longer than %zu characters", limits[i].name,
+                          limits[i].max);
     return 0;
 }
 

@@ -51,6 +51,9 @@ static size_t file_rank(const wh_diag_t *d, const char *file)
 }
 
 static void add(wh_diag_t *d, wh_diag_level_t level, const char *file, int line, int col,
+                const char *fmt, va_list ap) __attribute__((format(printf, 6, 0)));
+
+static void add(wh_diag_t *d, wh_diag_level_t level, const char *file, int line, int col,
                 const char *fmt, va_list ap)
 {
     char *msg = NULL, *fcopy = NULL;

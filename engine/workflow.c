@@ -227,7 +227,7 @@ static int find_name(const char *const *names, size_t n, const char *s)
 static int find_state(ctx_t *c, const char *s)
 {
     for (size_t i = 0; i < c->wf->nstates; i++)
-        if (strcmp(c->states[i].name, s) == 0)
+        if (s != NULL && c->states[i].name != NULL && strcmp(c->states[i].name, s) == 0)
             return (int)i;
     return -1;
 }
@@ -235,7 +235,7 @@ static int find_state(ctx_t *c, const char *s)
 static int find_event(ctx_t *c, const char *s)
 {
     for (size_t i = 0; i < c->wf->nevents; i++)
-        if (strcmp(c->events[i].name, s) == 0)
+        if (s != NULL && c->events[i].name != NULL && strcmp(c->events[i].name, s) == 0)
             return (int)i;
     return -1;
 }
@@ -243,7 +243,7 @@ static int find_event(ctx_t *c, const char *s)
 static int find_clock(ctx_t *c, const char *s)
 {
     for (size_t i = 0; i < c->wf->nclocks; i++)
-        if (strcmp(c->clocks[i].name, s) == 0)
+        if (s != NULL && c->clocks[i].name != NULL && strcmp(c->clocks[i].name, s) == 0)
             return (int)i;
     return -1;
 }
@@ -251,7 +251,7 @@ static int find_clock(ctx_t *c, const char *s)
 static int find_esc(ctx_t *c, const char *s)
 {
     for (size_t i = 0; i < c->wf->nescalations; i++)
-        if (strcmp(c->escs[i].name, s) == 0)
+        if (s != NULL && c->escs[i].name != NULL && strcmp(c->escs[i].name, s) == 0)
             return (int)i;
     return -1;
 }

@@ -418,6 +418,9 @@ const wh_ynode_t *wh_ynode_get(const wh_ynode_t *map, const char *key)
 }
 
 static void vreport(const wh_ydoc_t *doc, const wh_ynode_t *node, wh_diag_t *diag, bool warning,
+                    const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void vreport(const wh_ydoc_t *doc, const wh_ynode_t *node, wh_diag_t *diag, bool warning,
                     const char *fmt, va_list ap)
 {
     char msg[512];

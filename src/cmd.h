@@ -11,5 +11,7 @@
 int wh_cmd_validate(int argc, char **argv);
 int wh_cmd_graph(int argc, char **argv);
 int wh_cmd_due(int argc, char **argv);
+int wh_cmd_serve(int argc, char **argv);
+int wh_cmd_verify(int argc, char **argv);
 
 #endif

@@ -17,10 +17,14 @@ typedef struct {
 static int cmd_version(int argc, char **argv);
 
 static const command_t commands[] = {
+    { "serve", wh_cmd_serve,
+      "serve [-c whistle.yaml]              run the engine and its HTTP API" },
     { "validate", wh_cmd_validate,
       "validate [-c whistle.yaml] FILE...  check workflow, calendar or config files" },
     { "graph", wh_cmd_graph, "graph FILE                          a workflow as Graphviz DOT" },
     { "due", wh_cmd_due, "due --calendar FILE [--from TIME] DURATION  when a deadline falls due" },
+    { "verify", wh_cmd_verify,
+      "verify [-c whistle.yaml]            check every ticket's hash chain" },
     { "version", cmd_version, "version                             print the version" },
 };
 

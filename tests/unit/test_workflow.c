@@ -753,3 +753,20 @@ Test(cli, graph)
     cr_assert_eq(run_cli("graph", line, sizeof(line), true), 2);
     cr_assert_eq(run_cli("graph a.yaml b.yaml", line, sizeof(line), true), 2);
 }
+
+/* Inputs the fuzzer once crashed on (a state or event whose name was invalid
+ * was later looked up by a NULL name): each must load as an error, cleanly. */
+Test(workflow, fuzz_regressions)
+{
+    const char *files[] = { "crash-1.yaml", "crash-2.yaml" };
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char path[512];
+        wh_diag_t *d = wh_diag_new();
+        wh_workflow_t *w = NULL;
+        snprintf(path, sizeof(path), "%s/tests/data/workflows/fuzz/%s", WH_SOURCE_DIR, files[i]);
+        cr_assert_eq(wh_workflow_load(path, NULL, d, &w), WH_EPARSE, "%s", files[i]);
+        cr_assert_null(w);
+        cr_assert_gt(wh_diag_errors(d), 0);
+        wh_diag_free(d);
+    }
+}
