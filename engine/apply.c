@@ -96,7 +96,10 @@ static int insert_deadline(wh_engine_t *e, const wh_ticket_t *t, const char *key
 {
     sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_DEADLINE_INSERT);
     int rc = wh_store_bind(e->store, st, "isiisi", t->rid, key, due, (int64_t)kind, ref, step);
-    return rc == 0 ? wh_store_exec(e->store, st) : rc;
+    if (rc == 0 && (rc = wh_store_exec(e->store, st)) == 0 &&
+        sqlite3_changes(wh_store_db(e->store)) > 0)
+        wh_sched_push(e, sqlite3_last_insert_rowid(wh_store_db(e->store)), due);
+    return rc;
 }
 
 static int delete_deadlines(wh_engine_t *e, const wh_ticket_t *t, int kind, const char *ref)
@@ -233,6 +236,8 @@ static int apply_clocks(wh_engine_t *e, const wh_workflow_t *wf, wh_ticket_t *t,
             c->due_at = add_dur(cal, c->due_at, res->extends[x].by);
             changed = true;
         }
+        if (changed && c->status == WH_CLOCK_RUNNING)
+            c->level = 0; /* its ladder is re-armed from the new due time */
         if (changed && (rc = wh_ticket_save_clock(e->store, t, c)) == 0)
             rc = schedule_clock(e, wf, t, c);
     }
@@ -293,32 +298,38 @@ static int new_webhook_id(char out[40])
 
 /* Queues one SPEC §5 message per org, to be delivered by the notifier. */
 static int enqueue(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_msg_type_t type,
-                   const char *const *orgs, size_t n, json_t *ticket, json_t *event)
+                   const char *const *orgs, size_t n, json_t *ticket, json_t *event,
+                   json_t *escalation)
 {
-    char stamp[26], id[40];
+    char stamp[26], id[40], *payload;
+    json_t *msg;
     int rc = 0;
 
+    if (n == 0)
+        return 0;
+    /* One body for every recipient: only the headers differ per message. */
     wh_time_format_tz(now, e->opt.tz, stamp);
+    msg = json_pack("{s:s,s:s,s:{s:O,s:O,s:{}}}", "type", wh_msg_type_name(type), "timestamp",
+                    stamp, "data", "ticket", ticket, "event", event, "actions");
+    if (msg != NULL && escalation != NULL)
+        json_object_set(json_object_get(msg, "data"), "escalation", escalation);
+    payload = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    json_decref(msg);
+    if (payload == NULL)
+        return WH_ENOMEM;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         int o = wh_orgdir_find(e->opt.dir, orgs[i]);
         bool endpoint = o >= 0 && e->opt.dir->orgs[o].has_webhook;
-        json_t *msg =
-            json_pack("{s:s,s:s,s:{s:O,s:O,s:{}}}", "type", wh_msg_type_name(type), "timestamp",
-                      stamp, "data", "ticket", ticket, "event", event, "actions");
-        char *payload = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
-        json_decref(msg);
-        if (payload == NULL || (rc = new_webhook_id(id)) != 0) {
-            free(payload);
-            return rc != 0 ? rc : WH_ENOMEM;
-        }
+        if ((rc = new_webhook_id(id)) != 0)
+            break;
         sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_OUTBOX_INSERT);
         rc = wh_store_bind(e->store, st, "sisssstt", id, t->rid, orgs[i], wh_msg_type_name(type),
                            payload, endpoint ? "pending" : "no_endpoint",
                            endpoint ? now : WH_NULL_TIME, now);
         if (rc == 0)
             rc = wh_store_exec(e->store, st);
-        free(payload);
     }
+    free(payload);
     return rc;
 }
 
@@ -569,7 +580,7 @@ static int write_new_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf
         rc = WH_ENOMEM;
         goto out;
     }
-    rc = enqueue(e, t, now, res->msg_type, res->notify, res->nnotify, op->ticket, row);
+    rc = enqueue(e, t, now, res->msg_type, res->notify, res->nnotify, op->ticket, row, NULL);
 out:
     json_decref(row);
     return rc;
@@ -779,7 +790,7 @@ static int write_fire(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, wh_t
     if (rc == 0 && (op->ticket = wh_ticket_json(t, wf, e->opt.tz, now)) == NULL)
         rc = WH_ENOMEM;
     if (rc == 0 && res->entered)
-        rc = enqueue(e, t, now, res->msg_type, res->notify, res->nnotify, op->ticket, row);
+        rc = enqueue(e, t, now, res->msg_type, res->notify, res->nnotify, op->ticket, row, NULL);
     json_decref(row);
     free(from);
     return rc;
@@ -825,5 +836,250 @@ out:
     wh_mach_result_free(&res);
     wh_mach_view_free(&view);
     wh_ticket_clear(&t);
+    return rc;
+}
+
+/* ---- deadlines: breaches, ladders, automatic events ---- */
+
+typedef struct {
+    int64_t rid, due, step;
+    int kind;
+    char key[200], ref[128];
+} deadline_row_t;
+
+static int load_deadline(wh_engine_t *e, int64_t id, deadline_row_t *d)
+{
+    sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_DEADLINE_GET);
+    int rc = wh_store_bind(e->store, st, "i", id);
+
+    if (rc != 0 || (rc = wh_store_step(e->store, st)) <= 0)
+        return rc == 0 ? WH_ENOENT : rc;
+    d->rid = sqlite3_column_int64(st, 0);
+    snprintf(d->key, sizeof(d->key), "%s", wh_store_col_text(st, 1));
+    d->due = sqlite3_column_int64(st, 2);
+    d->kind = sqlite3_column_int(st, 3);
+    snprintf(d->ref, sizeof(d->ref), "%s", wh_store_col_text(st, 4));
+    d->step = sqlite3_column_int64(st, 5);
+    sqlite3_reset(st);
+    return 0;
+}
+
+/* Deleting the row in the same transaction as its effects is what makes a
+ * step fire exactly once. */
+static int delete_deadline(wh_engine_t *e, int64_t id)
+{
+    sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_DEADLINE_DELETE);
+    int rc = wh_store_bind(e->store, st, "i", id);
+    return rc == 0 ? wh_store_exec(e->store, st) : rc;
+}
+
+static int load_ticket_by_rid(wh_engine_t *e, int64_t rid, wh_ticket_t *t)
+{
+    sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_TICKET_ID_BY_RID);
+    char id[64];
+    int rc = wh_store_bind(e->store, st, "i", rid);
+
+    memset(t, 0, sizeof(*t));
+    if (rc != 0 || (rc = wh_store_step(e->store, st)) <= 0)
+        return rc == 0 ? WH_ENOENT : rc;
+    snprintf(id, sizeof(id), "%s", wh_store_col_text(st, 0));
+    sqlite3_reset(st);
+    return wh_ticket_load(e->store, id, t);
+}
+
+/* The next time a repeating step is due after `due`, past now: missed
+ * repeats collapse into the one being sent now (SPEC §3). */
+static int64_t next_repeat(const wh_calendar_t *cal, int64_t due, wh_duration_t every, int64_t now)
+{
+    int64_t next = add_dur(cal, due, every);
+    if (!wh_duration_is_work(every) && every.n > 0 && next <= now)
+        return next + ((now - next) / every.n + 1) * every.n;
+    for (int guard = 0; next <= now && guard < 100000; guard++)
+        next = add_dur(cal, next, every);
+    return next;
+}
+
+typedef struct {
+    wh_engine_t *e;
+    const wh_workflow_t *wf;
+    wh_ticket_t *t;
+    wh_mach_view_t view;
+    int64_t now;
+    bool is_clock;
+    wh_tclock_t *clock; /* kind == clock */
+    int escalate;       /* the ladder's escalation index, or -1 */
+} ladder_t;
+
+/* One ladder step: an `escalated` row, ticket.escalated messages to the
+ * step's targets, the next repeat scheduled. */
+static int escalate_step(ladder_t *l, const deadline_row_t *d)
+{
+    const wh_escalation_t *esc = &l->wf->escalations[l->escalate];
+    const wh_step_t *step;
+    const char **targets = NULL;
+    size_t ntargets = 0;
+    json_t *row = NULL, *ticket = NULL, *data;
+    int64_t level;
+    int rc;
+
+    if (d->step < 1 || (size_t)d->step > esc->nsteps)
+        return 0;
+    step = &esc->steps[d->step - 1];
+    level = l->is_clock ? l->clock->level : l->t->escalation_level;
+    if (d->step > level)
+        level = d->step;
+    if (l->is_clock)
+        l->clock->level = level;
+    else
+        l->t->escalation_level = level;
+    data = json_pack("{s:s,s:I,s:I,s:o,s:s}", "escalation", esc->name, "step", (json_int_t)d->step,
+                     "level", (json_int_t)level, "due_at", utc_json(d->due),
+                     l->is_clock ? "clock" : "state", d->ref);
+    rc = append_event(l->e, l->t, l->now, "escalated", "system", l->t->state, l->t->state, NULL,
+                      data, &row);
+    if (rc == 0)
+        rc = wh_mach_targets(l->wf, l->e->opt.dir, &l->view.t, step->notify, NULL, &targets,
+                             &ntargets);
+    if (rc == 0 && (ticket = wh_ticket_json(l->t, l->wf, l->e->opt.tz, l->now)) == NULL)
+        rc = WH_ENOMEM;
+    if (rc == 0) {
+        json_t *info = json_pack("{s:s,s:I,s:I}", "name", esc->name, "step", (json_int_t)d->step,
+                                 "level", (json_int_t)level);
+        rc = info ? enqueue(l->e, l->t, l->now, WH_MSG_ESCALATED, targets, ntargets, ticket, row,
+                            info)
+                  : WH_ENOMEM;
+        json_decref(info);
+    }
+    if (rc == 0 && step->has_repeat) {
+        char key[260];
+        int64_t next = next_repeat(wh_engine_calendar(l->e, l->wf), d->due, step->repeat, l->now);
+        snprintf(key, sizeof(key), "%s:r%lld", d->key, (long long)next);
+        rc = insert_deadline(l->e, l->t, key, next, d->kind, d->ref, d->step);
+    }
+    free(targets);
+    json_decref(ticket);
+    json_decref(row);
+    return rc;
+}
+
+/* Ladder steps of this due time that are due by now (at: 0 and any missed
+ * ones), in due order: they go out before a `fire` (SPEC §3). */
+static int due_steps(ladder_t *l, const deadline_row_t *breach)
+{
+    sqlite3_stmt *st = wh_store_stmt(l->e->store, WH_STMT_DEADLINE_DUE_FOR);
+    int64_t ids[64];
+    size_t n = 0;
+    int rc = wh_store_bind(l->e->store, st, "iisi", l->t->rid, (int64_t)breach->kind, breach->ref,
+                           l->now);
+
+    while (rc == 0 && (rc = wh_store_step(l->e->store, st)) == 1) {
+        if (n < sizeof(ids) / sizeof(ids[0]))
+            ids[n++] = sqlite3_column_int64(st, 0);
+        rc = 0;
+    }
+    sqlite3_reset(st);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        deadline_row_t d;
+        if ((rc = load_deadline(l->e, ids[i], &d)) == 0 &&
+            (rc = delete_deadline(l->e, ids[i])) == 0)
+            rc = escalate_step(l, &d);
+    }
+    return rc;
+}
+
+static int breach(ladder_t *l, const deadline_row_t *d)
+{
+    json_t *data =
+        json_pack("{s:s,s:o}", l->is_clock ? "clock" : "state", d->ref, "due_at", utc_json(d->due));
+    int rc = append_event(l->e, l->t, l->now, "breached", "system", l->t->state, l->t->state, NULL,
+                          data, NULL);
+    if (rc == 0 && l->is_clock)
+        l->clock->breached = true;
+    if (rc == 0 && l->escalate >= 0)
+        rc = due_steps(l, d);
+    return rc;
+}
+
+/* The state's `fire:` event, fired by the system after the breach. */
+static int fire_system(ladder_t *l, const char *event)
+{
+    wh_op_t sys = { .kind = WH_OP_FIRE };
+    wh_mach_result_t res = { 0 };
+    wh_mach_fields_t none = { 0 };
+    wh_mach_view_t v;
+    int rc = wh_mach_view_build(l->wf, l->t, &v);
+
+    if (rc == 0 && wh_mach_fire(l->wf, l->e->opt.dir, &v.t, NULL, event, &none, &res) == 0)
+        rc = write_fire(l->e, &sys, l->wf, l->t, &res, l->now);
+    json_decref(sys.ticket);
+    wh_mach_result_free(&res);
+    wh_mach_view_free(&v);
+    return rc;
+}
+
+static int run_deadline(ladder_t *l, const deadline_row_t *d)
+{
+    const wh_workflow_t *wf = l->wf;
+    int rc;
+
+    if (d->kind == DEADLINE_STATE) {
+        int s = wh_workflow_state(wf, l->t->state);
+        if (s < 0 || strcmp(d->ref, l->t->state) != 0)
+            return 0; /* written for a visit that has ended */
+        l->escalate = wf->states[s].escalate;
+        rc = d->step == 0 ? breach(l, d) : escalate_step(l, d);
+        if (rc == 0)
+            rc = wh_ticket_update(l->e->store, l->t);
+        if (rc == 0 && d->step == 0 && wf->states[s].fire >= 0)
+            rc = fire_system(l, wf->events[wf->states[s].fire].name);
+        return rc;
+    }
+    int ci = wh_workflow_clock(wf, d->ref);
+    for (size_t i = 0; i < l->t->nclocks && l->clock == NULL; i++)
+        if (strcmp(l->t->clocks[i].name, d->ref) == 0)
+            l->clock = &l->t->clocks[i];
+    if (ci < 0 || l->clock == NULL || l->clock->status != WH_CLOCK_RUNNING)
+        return 0; /* a stopped or paused clock's ladder waits */
+    l->is_clock = true;
+    l->escalate = wf->clocks[ci].escalate;
+    rc = d->step == 0 ? breach(l, d) : escalate_step(l, d);
+    if (rc == 0)
+        rc = wh_ticket_save_clock(l->e->store, l->t, l->clock);
+    return rc == 0 ? wh_ticket_update(l->e->store, l->t) : rc;
+}
+
+int wh_apply_deadline(wh_engine_t *e, wh_op_t *op, int64_t now)
+{
+    ladder_t l = { .e = e, .now = now, .escalate = -1 };
+    deadline_row_t d;
+    wh_ticket_t t = { 0 };
+    int rc = load_deadline(e, op->deadline, &d);
+
+    if (rc == WH_ENOENT)
+        return 0; /* cancelled, or fired already */
+    if (rc != 0)
+        return rc;
+    if (d.due > now) {
+        wh_sched_push(e, op->deadline, d.due); /* moved later since it was queued */
+        return 0;
+    }
+    if ((rc = delete_deadline(e, op->deadline)) != 0)
+        return rc;
+    if ((rc = load_ticket_by_rid(e, d.rid, &t)) != 0)
+        goto out;
+    l.t = &t;
+    l.wf = wh_engine_workflow(e, t.workflow, t.version);
+    if (l.wf == NULL || (rc = wh_mach_view_build(l.wf, &t, &l.view)) != 0) {
+        rc = WH_ECORRUPT;
+        goto out;
+    }
+    rc = run_deadline(&l, &d);
+out:
+    wh_mach_view_free(&l.view);
+    wh_ticket_clear(&t);
+    if (rc == WH_ENOENT)
+        rc = 0;
+    if (rc != 0)
+        snprintf(op->message, sizeof(op->message), "%s", wh_strerror(rc));
     return rc;
 }

@@ -166,6 +166,15 @@ int wh_engine_open(const wh_engine_options_t *opt, wh_engine_t **out, char *err,
     uv_idle_init(opt->loop, &e->idle);
     e->check.data = e->idle.data = e;
     e->open_handles = 2;
+    rc = wh_sched_open(e);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot load pending deadlines: %s", wh_store_errmsg(e->store));
+        wh_engine_close(e);
+        return rc;
+    }
+    /* Deadlines that passed while the daemon was down fire at once, in due
+     * order, on the loop's first turn (catch-up). */
+    wh_sched_arm(e);
     *out = e;
     return 0;
 }
@@ -232,6 +241,10 @@ static int enqueue_op(wh_engine_t *e, wh_op_t *op, wh_engine_cb cb, void *arg)
 {
     op->cb = cb;
     op->arg = arg;
+    if (e->closing) {
+        free_op(op);
+        return WH_ECLOSED;
+    }
     if (e->tail != NULL)
         e->tail->next = op;
     else
@@ -303,6 +316,19 @@ int wh_engine_fire(wh_engine_t *e, const char *actor, const char *ticket_id,
     return enqueue_op(e, op, cb, arg);
 }
 
+int wh_engine_enqueue_system(wh_engine_t *e, wh_op_t *op)
+{
+    /* System changes are not refused for a full queue: a deadline that
+     * passed must fire, and the queue drains at the end of this turn. */
+    return enqueue_op(e, op, NULL, NULL);
+}
+
+void wh_engine_tick(wh_engine_t *e)
+{
+    wh_sched_run_due(e, wh_engine_now(e));
+    wh_sched_arm(e);
+}
+
 size_t wh_engine_queued(const wh_engine_t *e)
 {
     return e->queued;
@@ -314,7 +340,9 @@ static void apply_one(wh_engine_t *e, wh_op_t *op, int64_t now)
 {
     int rc = wh_store_savepoint(e->store);
     if (rc == 0)
-        rc = op->kind == WH_OP_RAISE ? wh_apply_raise(e, op, now) : wh_apply_fire(e, op, now);
+        rc = op->kind == WH_OP_RAISE  ? wh_apply_raise(e, op, now)
+             : op->kind == WH_OP_FIRE ? wh_apply_fire(e, op, now)
+                                      : wh_apply_deadline(e, op, now);
     if (rc == 0 && (rc = wh_store_release(e->store)) == 0)
         return;
     wh_store_rollback_to(e->store);
@@ -363,9 +391,17 @@ static void run_batch(wh_engine_t *e)
             op->err = WH_ESTORAGE;
             snprintf(op->message, sizeof(op->message), "%s", wh_strerror(WH_ESTORAGE));
         }
+        if (op->kind == WH_OP_DEADLINE && op->err != 0 && !e->closing) {
+            /* Its row is still there (rolled back): try again shortly rather
+             * than spin on a store that cannot commit. */
+            fprintf(stderr, "whistle: deadline %lld: %s; retrying in 5 s\n",
+                    (long long)op->deadline, op->message);
+            wh_sched_push(e, op->deadline, now + 5);
+        }
         answer(op);
         free_op(op);
     }
+    wh_sched_arm(e);
 }
 
 static void check_cb(uv_check_t *h)
@@ -395,6 +431,8 @@ void wh_engine_close(wh_engine_t *e)
     run_batch(e);
     wh_store_close(e->store);
     e->store = NULL;
+    if (e->timer.data == e)
+        wh_sched_close(e, close_cb);
     uv_close((uv_handle_t *)&e->check, close_cb);
     uv_close((uv_handle_t *)&e->idle, close_cb);
 }

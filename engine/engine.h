@@ -102,6 +102,11 @@ int wh_engine_fire(wh_engine_t *e, const char *actor, const char *ticket_id,
                    const wh_fire_req_t *req, const char *idem_key, const char *req_digest,
                    wh_engine_cb cb, void *arg);
 
+/* Queues every deadline due at the engine's now (its clock function) and
+ * re-arms the timer. The timer does this by itself; tests that move an
+ * injected clock call it. */
+void wh_engine_tick(wh_engine_t *e);
+
 /* Changes queued and not yet committed. */
 size_t wh_engine_queued(const wh_engine_t *e);
 

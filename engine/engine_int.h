@@ -4,10 +4,11 @@
 #define WH_ENGINE_INT_H
 
 #include "engine/engine.h"
+#include "engine/heap.h"
 #include "engine/store.h"
 #include "engine/ticket.h"
 
-typedef enum { WH_OP_RAISE, WH_OP_FIRE } wh_op_kind_t;
+typedef enum { WH_OP_RAISE, WH_OP_FIRE, WH_OP_DEADLINE } wh_op_kind_t;
 
 /* One queued change with its own copy of the request. */
 typedef struct wh_op_s {
@@ -24,6 +25,7 @@ typedef struct wh_op_s {
     size_t nassignees;
     bool has_assignees;
     char *idem_key, *digest;
+    int64_t deadline; /* WH_OP_DEADLINE: the deadlines row */
     wh_engine_cb cb;
     void *arg;
     /* the outcome, filled while the batch is applied */
@@ -39,6 +41,8 @@ struct wh_engine_s {
     wh_store_t *store;
     uv_check_t check; /* commits the batch after the loop's poll phase */
     uv_idle_t idle;   /* keeps poll from blocking while a batch waits */
+    uv_timer_t timer; /* armed at the earliest pending due time */
+    wh_heap_t heap;   /* pending due times (engine/heap.h) */
     wh_op_t *head, *tail;
     size_t queued;
     size_t max_queued;
@@ -62,6 +66,20 @@ const wh_calendar_t *wh_engine_calendar(const wh_engine_t *e, const wh_workflow_
  * op->message saying why; the caller rolls the savepoint back on error. */
 int wh_apply_raise(wh_engine_t *e, wh_op_t *op, int64_t now);
 int wh_apply_fire(wh_engine_t *e, wh_op_t *op, int64_t now);
+/* A due time passed: breach, escalation step or `fire` (SPEC §3). */
+int wh_apply_deadline(wh_engine_t *e, wh_op_t *op, int64_t now);
+
+/* The scheduler (engine/scheduler.c): every pending deadline row in a heap,
+ * one timer armed at the earliest. */
+int wh_sched_open(wh_engine_t *e);
+void wh_sched_push(wh_engine_t *e, int64_t id, int64_t due);
+/* Re-arms the timer for the earliest entry (after a commit, at start). */
+void wh_sched_arm(wh_engine_t *e);
+void wh_sched_close(wh_engine_t *e, uv_close_cb cb);
+/* Queues a change for every entry due at now. */
+void wh_sched_run_due(wh_engine_t *e, int64_t now);
+/* Queues a system change (no callback); 0 or WH_ENOMEM. */
+int wh_engine_enqueue_system(wh_engine_t *e, wh_op_t *op);
 
 /* The machine's view of a loaded ticket; arrays in v are malloc'd and freed
  * by wh_mach_view_free. */

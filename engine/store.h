@@ -76,12 +76,20 @@ typedef enum {
                    "WHERE ticket=?1 AND seq>?2 ORDER BY seq")                                      \
     XX(CLOCK_UPSERT,                                                                               \
        "INSERT OR REPLACE INTO clocks(ticket,name,status,started_at,run_since,elapsed,"            \
-       "paused_since,due_at,original_due_at,breached) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)")     \
+       "paused_since,due_at,original_due_at,breached,level) "                                      \
+       "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)")                                               \
     XX(CLOCK_LIST,                                                                                 \
        "SELECT name,status,started_at,run_since,elapsed,paused_since,due_at,original_due_at,"      \
-       "breached FROM clocks WHERE ticket=?1")                                                     \
+       "breached,level FROM clocks WHERE ticket=?1")                                               \
     XX(DEADLINE_INSERT, "INSERT OR IGNORE INTO deadlines(ticket,key,due_at,kind,ref,step) "        \
                         "VALUES(?1,?2,?3,?4,?5,?6)")                                               \
+    XX(DEADLINE_GET, "SELECT ticket,key,due_at,kind,ref,step FROM deadlines WHERE id=?1")          \
+    XX(DEADLINE_DELETE, "DELETE FROM deadlines WHERE id=?1")                                       \
+    XX(DEADLINE_DUE_FOR, "SELECT id FROM deadlines WHERE ticket=?1 AND kind=?2 AND ref=?3 AND "    \
+                         "step>0 AND due_at<=?4 "                                                  \
+                         "ORDER BY due_at, id")                                                    \
+    XX(DEADLINE_ALL, "SELECT id, due_at FROM deadlines")                                           \
+    XX(TICKET_ID_BY_RID, "SELECT id FROM tickets WHERE rid=?1")                                    \
     XX(DEADLINE_DELETE_REF, "DELETE FROM deadlines WHERE ticket=?1 AND kind=?2 AND ref=?3")        \
     XX(OUTBOX_INSERT,                                                                              \
        "INSERT INTO outbox(webhook_id,ticket,org,type,payload,status,attempts,next_at,"            \

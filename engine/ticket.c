@@ -160,6 +160,7 @@ static int load_clocks(wh_store_t *s, wh_ticket_t *t)
         c->due_at = wh_store_col_time(st, 6);
         c->original_due_at = wh_store_col_time(st, 7);
         c->breached = sqlite3_column_int(st, 8) != 0;
+        c->level = sqlite3_column_int64(st, 9);
     }
     sqlite3_reset(st);
     return rc;
@@ -226,6 +227,8 @@ int wh_ticket_save_clock(wh_store_t *s, const wh_ticket_t *t, const wh_tclock_t 
                       c->run_since, c->elapsed, c->paused_since, c->due_at, c->original_due_at);
     if (rc == 0)
         rc = wh_store_err(s, sqlite3_bind_int(st, 10, c->breached ? 1 : 0));
+    if (rc == 0)
+        rc = wh_store_err(s, sqlite3_bind_int64(st, 11, c->level));
     return rc == 0 ? wh_store_exec(s, st) : rc;
 }
 
@@ -309,6 +312,16 @@ static json_t *clocks_json(const wh_ticket_t *t, const wh_tz_t *tz, int64_t now)
     return arr;
 }
 
+int64_t wh_ticket_escalation_level(const wh_ticket_t *t)
+{
+    int64_t level = t->escalation_level;
+    for (size_t i = 0; i < t->nclocks; i++)
+        if ((t->clocks[i].status == WH_CLOCK_RUNNING || t->clocks[i].status == WH_CLOCK_PAUSED) &&
+            t->clocks[i].level > level)
+            level = t->clocks[i].level;
+    return level;
+}
+
 json_t *wh_ticket_json(const wh_ticket_t *t, const wh_workflow_t *wf, const wh_tz_t *tz,
                        int64_t now)
 {
@@ -329,6 +342,6 @@ json_t *wh_ticket_json(const wh_ticket_t *t, const wh_workflow_t *wf, const wh_t
                      t->raiser, "assignees", assignees, "created_at",
                      wh_time_json(t->created_at, tz), "updated_at", wh_time_json(t->updated_at, tz),
                      "due_at", wh_time_json(t->due_at, tz), "clocks", clocks, "escalation_level",
-                     (json_int_t)t->escalation_level, "closed_at", wh_time_json(t->closed_at, tz),
-                     "external_id", t->external_id);
+                     (json_int_t)wh_ticket_escalation_level(t), "closed_at",
+                     wh_time_json(t->closed_at, tz), "external_id", t->external_id);
 }

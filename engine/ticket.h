@@ -35,6 +35,7 @@ typedef struct {
     int64_t due_at;          /* WH_NULL_TIME until started */
     int64_t original_due_at; /* before the first extension; WH_NULL_TIME when never extended */
     bool breached;
+    int64_t level; /* highest step reached on the clock's live ladder */
 } wh_tclock_t;
 
 typedef struct {
@@ -42,7 +43,7 @@ typedef struct {
     char *id, *workflow, *state, *priority, *category, *title, *description, *location, *raiser,
         *external_id, *counts;
     int64_t version, created_at, updated_at, closed_at, state_since, visit, due_at,
-        escalation_level, last_seq;
+        escalation_level /* of the state's ladder */, last_seq;
     char last_hash[65];
     wh_tassignee_t *assignees;
     size_t nassignees;
@@ -71,6 +72,10 @@ int wh_ticket_add_assignee(wh_ticket_t *t, const char *org, bool active);
 
 /* Seconds the clock has run by now (paused and stopped time excluded). */
 int64_t wh_ticket_clock_elapsed(const wh_tclock_t *c, int64_t now);
+
+/* The highest step reached on a live ladder (the state's, or a running or
+ * paused clock's), 0 if none. */
+int64_t wh_ticket_escalation_level(const wh_ticket_t *t);
 
 /* SPEC §4's ticket JSON. wf is the ticket's workflow (for `awaiting`); tz the
  * zone times are shown in. New reference or NULL (out of memory). */

@@ -123,9 +123,12 @@ static void on_result(const wh_engine_result_t *res, void *arg)
     o->ticket = res->ticket ? json_incref(res->ticket) : NULL;
 }
 
+/* The scheduler's timer keeps the loop alive, so run turns until the
+ * callback came (bounded, so a lost callback fails instead of hanging). */
 static void run(outcome_t *o)
 {
-    uv_run(&loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < 100 && !o->done; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
     cr_assert(o->done, "the callback did not run");
 }
 
@@ -436,7 +439,7 @@ Test(engine, one_refused_change_does_not_spoil_its_batch)
     cr_assert_eq(wh_engine_raise(eng, "xintan-street", &bad, NULL, NULL, on_result, &o[1]), 0);
     cr_assert_eq(wh_engine_raise(eng, "beita-street", &good, NULL, NULL, on_result, &o[2]), 0);
     cr_assert_eq(wh_engine_queued(eng), 3);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    run(&o[2]);
     cr_assert_eq(o[0].status, 201);
     cr_assert_eq(o[1].status, 422);
     cr_assert_str_eq(o[1].message, "title is required");
@@ -520,4 +523,146 @@ Test(engine, lists_newest_first_with_filters_visibility_and_cursor)
     cr_assert_eq(wh_engine_list(eng, NULL, &overdue, &page), 0);
     cr_assert_eq(json_array_size(json_object_get(page, "tickets")), 5);
     json_decref(page);
+}
+
+/* ---- deadlines on the injected clock ---- */
+
+static void tick_at(const char *when)
+{
+    fake_now = at(when);
+    wh_engine_tick(eng);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static int64_t escalated_to(const char *org, int step)
+{
+    char sql[300];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM outbox WHERE type='ticket.escalated' AND org='%s' AND "
+             "json_extract(payload,'$.data.escalation.step')=%d",
+             org, step);
+    return count_rows(sql);
+}
+
+static const char *last_event_name(const char *id, int back)
+{
+    static char name[64];
+    json_t *rows = events_of(id);
+    json_t *row = json_array_get(rows, json_array_size(rows) - 1 - (size_t)back);
+    snprintf(name, sizeof(name), "%s", json_string_value(json_object_get(row, "event")));
+    json_decref(rows);
+    return name;
+}
+
+Test(engine, no_show_ladder_steps_and_repeats)
+{
+    char *id = raise_ok(NULL, 0);
+    tick_at("2026-11-26T09:29:59+08:00");
+    cr_assert_eq(count_rows("SELECT count(*) FROM events"), 1, "nothing before the due time");
+    tick_at("2026-11-26T09:30:00+08:00");
+    cr_assert_eq(count_rows("SELECT count(*) FROM events WHERE event='breached'"), 1);
+    cr_assert_eq(count_rows("SELECT count(*) FROM events WHERE event='escalated'"), 1);
+    cr_assert_eq(count_rows("SELECT count(*) FROM outbox WHERE type='ticket.escalated'"), 2);
+    cr_assert_eq(escalated_to("fire-brigade", 1), 1, "laggards");
+    cr_assert_eq(escalated_to("beita-district", 1), 1, "parents");
+    json_t *t = NULL;
+    cr_assert_eq(wh_engine_ticket(eng, id, NULL, &t), 0);
+    cr_assert_eq(json_integer_value(json_object_get(t, "escalation_level")), 1);
+    json_decref(t);
+
+    tick_at("2026-11-26T10:30:00+08:00"); /* step 2: at 1h, to the district, repeat 2h */
+    cr_assert_eq(escalated_to("beita-district", 2), 1);
+    tick_at("2026-11-26T15:00:00+08:00"); /* repeats due 12:30 and 14:30 collapse into one */
+    cr_assert_eq(escalated_to("beita-district", 2), 2);
+    tick_at("2026-11-26T16:29:59+08:00");
+    cr_assert_eq(escalated_to("beita-district", 2), 2);
+    tick_at("2026-11-26T16:30:00+08:00");
+    cr_assert_eq(escalated_to("beita-district", 2), 3);
+    cr_assert_eq(count_rows("SELECT count(*) FROM events WHERE event='escalated'"), 4);
+
+    outcome_t o = fire("fire-brigade", id, "report", NULL); /* leaving the state stops it */
+    cr_assert_eq(o.status, 200);
+    json_decref(o.ticket);
+    tick_at("2026-11-26T23:00:00+08:00");
+    cr_assert_eq(escalated_to("beita-district", 2), 3);
+    free(id);
+}
+
+Test(engine, leaving_the_state_cancels_its_deadline)
+{
+    char *id = raise_ok(NULL, 0);
+    fake_now += 600;
+    outcome_t o = fire("fire-brigade", id, "report", NULL);
+    json_decref(o.ticket);
+    tick_at("2026-11-26T12:00:00+08:00");
+    cr_assert_eq(count_rows("SELECT count(*) FROM events WHERE event IN ('breached',"
+                            "'escalated')"),
+                 0);
+    free(id);
+}
+
+Test(engine, laggards_shrink_as_departments_report)
+{
+    const char *two[] = { "fire-brigade", "housing-bureau" };
+    char *id = raise_ok(two, 2);
+    fake_now += 600;
+    outcome_t o = fire("fire-brigade", id, "report", NULL);
+    json_decref(o.ticket);
+    tick_at("2026-11-26T09:30:00+08:00");
+    cr_assert_eq(escalated_to("housing-bureau", 1), 1);
+    cr_assert_eq(escalated_to("fire-brigade", 1), 0, "it reported: not a laggard");
+    cr_assert_eq(escalated_to("beita-district", 1), 1);
+    free(id);
+}
+
+Test(engine, resolved_tickets_auto_close)
+{
+    char *id = report_all();
+    outcome_t o = fire("fire-brigade", id, "resolve", NULL);
+    cr_assert_str_eq(state_of(&o), "resolved");
+    json_decref(o.ticket);
+    /* 2 workdays from Thu 09:00: Mon 11-30 17:30 */
+    tick_at("2026-11-30T17:29:59+08:00");
+    cr_assert_str_eq(last_event_name(id, 0), "resolve");
+    tick_at("2026-11-30T17:30:00+08:00");
+    cr_assert_str_eq(last_event_name(id, 1), "breached");
+    cr_assert_str_eq(last_event_name(id, 0), "auto-close");
+    json_t *t = NULL;
+    cr_assert_eq(wh_engine_ticket(eng, id, NULL, &t), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(t, "state")), "closed");
+    cr_assert_str_eq(json_string_value(json_object_get(t, "closed_at")),
+                     "2026-11-30T17:30:00+08:00");
+    json_decref(t);
+    cr_assert_eq(count_rows("SELECT count(*) FROM outbox WHERE type='ticket.closed' AND "
+                            "org='fire-brigade'"),
+                 1);
+    free(id);
+}
+
+Test(engine, deadlines_missed_while_down_fire_once_after_restart)
+{
+    char *id = raise_ok(NULL, 0);
+    close_engine();
+    fake_now = at("2026-11-26T11:00:00+08:00");
+    open_engine();
+    uv_run(&loop, UV_RUN_NOWAIT); /* the catch-up timer is due at once */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    cr_assert_eq(count_rows("SELECT count(*) FROM events WHERE event='breached'"), 1);
+    cr_assert_eq(count_rows("SELECT count(*) FROM events WHERE event='escalated'"), 2);
+    /* the step sent late carries the time it was due */
+    cr_assert_eq(count_rows("SELECT count(*) FROM events WHERE event='escalated' AND "
+                            "json_extract(data,'$.due_at')='2026-11-26T02:30:00Z' AND "
+                            "at=unixepoch('2026-11-26T03:00:00Z')"),
+                 1);
+    close_engine();
+    open_engine();
+    uv_run(&loop, UV_RUN_NOWAIT);
+    cr_assert_eq(count_rows("SELECT count(*) FROM events WHERE event IN ('breached',"
+                            "'escalated')"),
+                 3, "nothing fires twice");
+    int64_t tickets, events;
+    char broken[100] = "";
+    cr_assert_eq(wh_engine_verify(eng, &tickets, &events, broken, sizeof(broken)), 0, "%s", broken);
+    free(id);
 }
