@@ -1,0 +1,933 @@
+/* The HTTP/JSON API (SPEC §4). See api.h. */
+#include "src/api.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "engine/error.h"
+
+#define DIGEST_LEN     32
+#define MAX_LIST_ITEMS 100 /* items in a state= or assignee= comma list */
+#define MAX_KEY_LEN    255 /* Idempotency-Key */
+
+struct wh_api_s {
+    wh_api_state_t st;
+    unsigned char *digests; /* SHA-256 of each org's token (same index as the directory) */
+    bool *has_token;
+    size_t ndigests;
+};
+
+typedef enum { R_NONE, R_HEALTH, R_TICKETS, R_TICKET, R_EVENTS, R_WORKFLOWS, R_WORKFLOW } route_t;
+
+/* A refusal decided by the API itself: status, code, message. */
+typedef struct {
+    int status;
+    const char *code;
+    char msg[200];
+} refusal_t;
+
+static int refuse(refusal_t *f, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int refuse(refusal_t *f, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    f->status = status;
+    f->code = code;
+    va_start(ap, fmt);
+    vsnprintf(f->msg, sizeof(f->msg), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- answers ---- */
+
+/* Sends body (stolen) with status; extra is NULL or name, value, …, NULL
+ * (at most 4 pairs). */
+static void reply(wh_http_req_t *r, int status, json_t *body, const char *const *extra)
+{
+    const char *hdr[12] = { "Content-Type", "application/json" };
+    size_t n = 2;
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    static const char oom[] =
+        "{\"error\":{\"code\":\"unavailable\",\"message\":\"out of memory\"}}";
+
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n + 2 < 12; i += 2) {
+        hdr[n++] = extra[i];
+        hdr[n++] = extra[i + 1];
+    }
+    hdr[n] = NULL;
+    if (text == NULL)
+        wh_http_respond(r, 503, hdr, oom, strlen(oom));
+    else
+        wh_http_respond(r, status, hdr, text, strlen(text));
+    free(text);
+    json_decref(body);
+}
+
+static void reply_error(wh_http_req_t *r, int status, const char *code, const char *msg,
+                        const char *const *extra)
+{
+    json_t *m = json_string(msg);
+    static const char *const retry[] = { "Retry-After", "1", NULL };
+    if (m == NULL) /* a message quoting invalid UTF-8 */
+        m = json_string("the request could not be processed");
+    if (extra == NULL && (status == 429 || status == 503))
+        extra = retry;
+    reply(r, status, json_pack("{s:{s:s,s:o}}", "error", "code", code, "message", m), extra);
+}
+
+static void reply_refusal(wh_http_req_t *r, const refusal_t *f)
+{
+    static const char *const auth[] = { "WWW-Authenticate", "Bearer", NULL };
+    reply_error(r, f->status, f->code, f->msg, f->status == 401 ? auth : NULL);
+}
+
+static void reply_err(wh_http_req_t *r, int err, const char *msg)
+{
+    reply_error(r, wh_err_http_status(err), wh_err_api_code(err), msg ? msg : wh_strerror(err),
+                NULL);
+}
+
+/* The engine's answer to a raise or an event, after its commit. */
+static void on_result(const wh_engine_result_t *res, void *arg)
+{
+    wh_http_req_t *r = arg;
+    const char *extra[7] = { NULL };
+    size_t n = 0;
+    char location[80];
+
+    if (res->err != 0) {
+        reply_error(r, res->status, wh_err_api_code(res->err),
+                    res->message ? res->message : wh_strerror(res->err), NULL);
+        return;
+    }
+    if (res->replayed) {
+        extra[n++] = "Idempotent-Replayed";
+        extra[n++] = "true";
+    }
+    if (res->status == 201) {
+        snprintf(location, sizeof(location), "/v1/tickets/%s",
+                 json_string_value(json_object_get(res->ticket, "id")));
+        extra[n++] = "Location";
+        extra[n++] = location;
+    }
+    reply(r, res->status, json_incref(res->ticket), extra);
+}
+
+/* ---- routing ---- */
+
+static bool valid_name(const char *s, size_t n, bool upper_ok, size_t max)
+{
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(islower(c) || isdigit(c) || c == '-' || (upper_ok && isupper(c))))
+            return false;
+    }
+    return true;
+}
+
+/* Matches the path; the {id} or {name} segment goes to seg (empty when it
+ * is not a well-formed id, which then answers 404 after authentication). */
+static route_t route(const char *path, char *seg, size_t seglen)
+{
+    const char *rest, *slash;
+    seg[0] = '\0';
+    if (strcmp(path, "/healthz") == 0)
+        return R_HEALTH;
+    if (strcmp(path, "/v1/tickets") == 0)
+        return R_TICKETS;
+    if (strcmp(path, "/v1/workflows") == 0)
+        return R_WORKFLOWS;
+    if (strncmp(path, "/v1/workflows/", 14) == 0) {
+        rest = path + 14;
+        if (valid_name(rest, strlen(rest), false, 64))
+            snprintf(seg, seglen, "%s", rest);
+        return strchr(rest, '/') == NULL ? R_WORKFLOW : R_NONE;
+    }
+    if (strncmp(path, "/v1/tickets/", 12) != 0)
+        return R_NONE;
+    rest = path + 12;
+    slash = strchr(rest, '/');
+    size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+    if (valid_name(rest, n, true, 40))
+        snprintf(seg, seglen, "%.*s", (int)n, rest);
+    if (slash == NULL)
+        return n > 0 ? R_TICKET : R_NONE;
+    return n > 0 && strcmp(slash, "/events") == 0 ? R_EVENTS : R_NONE;
+}
+
+static const char *allowed(route_t rt)
+{
+    return rt == R_TICKETS || rt == R_EVENTS ? "GET, HEAD, POST" : "GET, HEAD";
+}
+
+static bool method_ok(route_t rt, const char *m)
+{
+    if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
+        return true;
+    return strcmp(m, "POST") == 0 && (rt == R_TICKETS || rt == R_EVENTS);
+}
+
+/* ---- authentication ---- */
+
+static void sha256(const void *data, size_t len, unsigned char out[DIGEST_LEN])
+{
+    unsigned int n = DIGEST_LEN;
+    EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+}
+
+/* The org whose token the bearer credential matches, or -1. Every org is
+ * compared, in constant time over digests of equal length, so that neither
+ * the token's length nor its position in the directory shows in the time. */
+static int authenticate(const wh_api_t *a, wh_http_req_t *r)
+{
+    const char *h = wh_http_header(r, "Authorization");
+    unsigned char d[DIGEST_LEN];
+    int found = -1;
+
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return -1;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    if (*h == '\0')
+        return -1;
+    sha256(h, strlen(h), d);
+    for (size_t i = 0; i < a->st.cfg->dir.n; i++) {
+        int eq = CRYPTO_memcmp(d, a->digests + i * DIGEST_LEN, DIGEST_LEN) == 0;
+        int take = eq & (int)a->has_token[i];
+        found = take ? (int)i : found;
+    }
+    return found;
+}
+
+/* ---- JSON bodies ---- */
+
+static json_t *parse_body(wh_http_req_t *r, refusal_t *f)
+{
+    size_t len;
+    const char *body = wh_http_body(r, &len);
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (root == NULL) {
+        if (json_error_code(&jerr) == json_error_invalid_utf8)
+            refuse(f, 400, "bad_request", "the body is not valid UTF-8");
+        else
+            refuse(f, 400, "bad_request", "malformed JSON at line %d, column %d: %s", jerr.line,
+                   jerr.column, jerr.text);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        refuse(f, 400, "bad_request", "the body must be a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
+static int check_keys(json_t *obj, const char *const *keys, const char *prefix, refusal_t *f)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        size_t i = 0;
+        while (keys[i] != NULL && strcmp(keys[i], key) != 0)
+            i++;
+        if (keys[i] == NULL)
+            return refuse(f, 400, "bad_request", "unknown field '%s%s'", prefix, key);
+    }
+    return 0;
+}
+
+/* An optional string field: absent or null gives NULL. */
+static int get_string(json_t *obj, const char *key, const char **out, refusal_t *f)
+{
+    json_t *v = json_object_get(obj, key);
+    *out = NULL;
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return refuse(f, 400, "bad_request", "'%s' must be a string", key);
+    *out = json_string_value(v);
+    return 0;
+}
+
+/* An optional array of org ids; *out is malloc'ed (the strings are borrowed). */
+static int get_orgs(json_t *obj, const char ***out, size_t *n, bool *has, refusal_t *f)
+{
+    json_t *v = json_object_get(obj, "assignees");
+    *out = NULL;
+    *n = 0;
+    *has = false;
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_array(v))
+        return refuse(f, 400, "bad_request", "'assignees' must be an array of org ids");
+    *out = calloc(json_array_size(v) + 1, sizeof(**out));
+    if (*out == NULL)
+        return refuse(f, 503, "unavailable", "out of memory");
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        json_t *e = json_array_get(v, i);
+        if (!json_is_string(e))
+            return refuse(f, 400, "bad_request", "'assignees[%zu]' must be a string", i);
+        (*out)[i] = json_string_value(e);
+    }
+    *n = json_array_size(v);
+    *has = true;
+    return 0;
+}
+
+static int get_coord(json_t *loc, const char *key, double lim, refusal_t *f)
+{
+    json_t *v = json_object_get(loc, key);
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_number(v))
+        return refuse(f, 400, "bad_request", "'location.%s' must be a number", key);
+    if (json_number_value(v) < -lim || json_number_value(v) > lim)
+        return refuse(f, 422, "invalid_field", "'location.%s' must be between %g and %g", key, -lim,
+                      lim);
+    return 0;
+}
+
+/* Checks location and copies it without its null members into *out. */
+static int get_location(json_t *obj, json_t **out, refusal_t *f)
+{
+    static const char *const keys[] = { "address", "grid", "lat", "lon", NULL };
+    json_t *v = json_object_get(obj, "location"), *m;
+    const char *key;
+
+    *out = NULL;
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_object(v))
+        return refuse(f, 400, "bad_request", "'location' must be an object");
+    if (check_keys(v, keys, "location.", f) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++)
+        if (!json_is_null(m = json_object_get(v, keys[i])) && m != NULL && !json_is_string(m))
+            return refuse(f, 400, "bad_request", "'location.%s' must be a string", keys[i]);
+    if (get_coord(v, "lat", 90, f) != 0 || get_coord(v, "lon", 180, f) != 0)
+        return -1;
+    if ((*out = json_object()) == NULL)
+        return refuse(f, 503, "unavailable", "out of memory");
+    json_object_foreach(v, key, m)
+    {
+        if (!json_is_null(m))
+            json_object_set(*out, key, m);
+    }
+    return 0;
+}
+
+typedef struct {
+    json_t *root;
+    json_t *location;
+    const char **assignees;
+} decoded_t;
+
+static void decoded_clear(decoded_t *d)
+{
+    json_decref(d->root);
+    json_decref(d->location);
+    free(d->assignees);
+}
+
+static int decode_raise(wh_http_req_t *r, decoded_t *d, wh_raise_req_t *req, refusal_t *f)
+{
+    static const char *const keys[] = { "workflow",    "category",    "title",
+                                        "description", "priority",    "location",
+                                        "assignees",   "external_id", NULL };
+    json_t *o;
+    size_t n = 0;
+    bool has = false;
+
+    if ((o = d->root = parse_body(r, f)) == NULL || check_keys(o, keys, "", f) != 0)
+        return -1;
+    if (get_string(o, "workflow", &req->workflow, f) != 0 ||
+        get_string(o, "category", &req->category, f) != 0 ||
+        get_string(o, "title", &req->title, f) != 0 ||
+        get_string(o, "description", &req->description, f) != 0 ||
+        get_string(o, "priority", &req->priority, f) != 0 ||
+        get_string(o, "external_id", &req->external_id, f) != 0 ||
+        get_orgs(o, &d->assignees, &n, &has, f) != 0 || get_location(o, &d->location, f) != 0)
+        return -1;
+    req->assignees = d->assignees;
+    req->nassignees = n;
+    req->has_assignees = has;
+    req->location = d->location;
+    return 0;
+}
+
+static int decode_fire(wh_http_req_t *r, decoded_t *d, wh_fire_req_t *req, refusal_t *f)
+{
+    static const char *const keys[] = { "event", "note", "assignees", "rating", NULL };
+    json_t *o, *rating;
+    size_t n = 0;
+    bool has = false;
+
+    if ((o = d->root = parse_body(r, f)) == NULL || check_keys(o, keys, "", f) != 0)
+        return -1;
+    if (get_string(o, "event", &req->event, f) != 0 || get_string(o, "note", &req->note, f) != 0 ||
+        get_orgs(o, &d->assignees, &n, &has, f) != 0)
+        return -1;
+    rating = json_object_get(o, "rating");
+    if (rating != NULL && !json_is_null(rating)) {
+        if (!json_is_integer(rating))
+            return refuse(f, 400, "bad_request", "'rating' must be an integer");
+        req->has_rating = true;
+        req->rating = json_integer_value(rating);
+    }
+    req->assignees = d->assignees;
+    req->nassignees = n;
+    req->has_assignees = has;
+    if (req->event == NULL)
+        return refuse(f, 422, "missing_field", "event is required");
+    return 0;
+}
+
+/* The Idempotency-Key, if any, and the digest of what it is bound to: the
+ * method, the path and the body, so that the same key on another ticket is a
+ * mismatch, not a replay of the first one. */
+static int idempotency(wh_http_req_t *r, const char **key, char digest[65], refusal_t *f)
+{
+    static const char hex[] = "0123456789abcdef";
+    const char *k = wh_http_header(r, "Idempotency-Key");
+    unsigned char d[DIGEST_LEN];
+    size_t len;
+    const char *body = wh_http_body(r, &len);
+    EVP_MD_CTX *ctx;
+
+    *key = NULL;
+    if (k == NULL)
+        return 0;
+    for (size_t i = 0; k[i] != '\0'; i++)
+        if (k[i] < 0x21 || k[i] > 0x7e || i >= MAX_KEY_LEN)
+            return refuse(f, 400, "bad_request",
+                          "Idempotency-Key must be 1-255 printable ASCII characters");
+    if (k[0] == '\0')
+        return refuse(f, 400, "bad_request",
+                      "Idempotency-Key must be 1-255 printable ASCII characters");
+    if ((ctx = EVP_MD_CTX_new()) == NULL)
+        return refuse(f, 503, "unavailable", "out of memory");
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, wh_http_path(r), strlen(wh_http_path(r)) + 1);
+    EVP_DigestUpdate(ctx, body, len);
+    EVP_DigestFinal_ex(ctx, d, NULL);
+    EVP_MD_CTX_free(ctx);
+    for (int i = 0; i < DIGEST_LEN; i++) {
+        digest[2 * i] = hex[d[i] >> 4];
+        digest[2 * i + 1] = hex[d[i] & 15];
+    }
+    digest[64] = '\0';
+    *key = k;
+    return 0;
+}
+
+/* Handles the engine's refusal to queue (busy, closing, out of memory). */
+static void queued_or_reply(wh_http_req_t *r, int rc)
+{
+    if (rc == WH_EBUSY)
+        reply_error(r, 429, "busy", wh_strerror(rc), NULL);
+    else if (rc != 0)
+        reply_err(r, rc, NULL);
+}
+
+static void post_ticket(wh_api_t *a, wh_http_req_t *r, const char *org)
+{
+    wh_raise_req_t req = { 0 };
+    decoded_t d = { 0 };
+    refusal_t f;
+    const char *key;
+    char digest[65];
+
+    if (idempotency(r, &key, digest, &f) != 0 || decode_raise(r, &d, &req, &f) != 0)
+        reply_refusal(r, &f);
+    else
+        queued_or_reply(
+            r, wh_engine_raise(a->st.engine, org, &req, key, key ? digest : NULL, on_result, r));
+    decoded_clear(&d);
+}
+
+static void post_event(wh_api_t *a, wh_http_req_t *r, const char *org, const char *id)
+{
+    wh_fire_req_t req = { 0 };
+    decoded_t d = { 0 };
+    refusal_t f;
+    const char *key;
+    char digest[65];
+
+    if (id[0] == '\0' || !wh_engine_may_read(a->st.engine, id, org))
+        reply_error(r, 404, "not_found", "no such ticket", NULL);
+    else if (idempotency(r, &key, digest, &f) != 0 || decode_fire(r, &d, &req, &f) != 0)
+        reply_refusal(r, &f);
+    else
+        queued_or_reply(
+            r, wh_engine_fire(a->st.engine, org, id, &req, key, key ? digest : NULL, on_result, r));
+    decoded_clear(&d);
+}
+
+/* ---- reads ---- */
+
+typedef struct {
+    const char *const *allowed;
+    const char *bad;
+} query_check_t;
+
+static bool query_known(const char *key, void *arg)
+{
+    query_check_t *c = arg;
+    for (size_t i = 0; c->allowed[i] != NULL; i++)
+        if (strcmp(c->allowed[i], key) == 0)
+            return true;
+    c->bad = key;
+    return false;
+}
+
+static int check_query(wh_http_req_t *r, const char *const *allowed, refusal_t *f)
+{
+    query_check_t c = { allowed, NULL };
+    wh_http_query_each(r, query_known, &c);
+    if (c.bad != NULL)
+        return refuse(f, 400, "bad_request", "unknown query parameter '%.60s'", c.bad);
+    return 0;
+}
+
+static int parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    if (s == NULL || !isdigit((unsigned char)s[0]))
+        return -1;
+    *out = strtoll(s, &end, 10);
+    return errno == 0 && *end == '\0' && *out >= lo && *out <= hi ? 0 : -1;
+}
+
+static void get_ticket(wh_api_t *a, wh_http_req_t *r, const char *org, const char *id)
+{
+    json_t *t = NULL;
+    int rc = id[0] ? wh_engine_ticket(a->st.engine, id, org, &t) : WH_ENOENT;
+    if (rc == WH_ENOENT)
+        reply_error(r, 404, "not_found", "no such ticket", NULL);
+    else if (rc != 0)
+        reply_err(r, rc, NULL);
+    else
+        reply(r, 200, t, NULL);
+}
+
+static void get_events(wh_api_t *a, wh_http_req_t *r, const char *org, const char *id)
+{
+    static const char *const params[] = { "after", NULL };
+    const char *after = wh_http_query(r, "after");
+    long long n = 0;
+    json_t *out = NULL;
+    refusal_t f;
+    int rc;
+
+    if (id[0] == '\0' || !wh_engine_may_read(a->st.engine, id, org)) {
+        reply_error(r, 404, "not_found", "no such ticket", NULL);
+        return;
+    }
+    if (check_query(r, params, &f) != 0) {
+        reply_refusal(r, &f);
+        return;
+    }
+    if (after != NULL && parse_int(after, 0, INT64_MAX, &n) != 0) {
+        reply_error(r, 400, "bad_request", "'after' must be an event seq (an integer >= 0)", NULL);
+        return;
+    }
+    rc = wh_engine_events(a->st.engine, id, org, n, &out);
+    if (rc == WH_ENOENT)
+        reply_error(r, 404, "not_found", "no such ticket", NULL);
+    else if (rc != 0)
+        reply_err(r, rc, NULL);
+    else
+        reply(r, 200, out, NULL);
+}
+
+/* Splits a comma list into v (pointers into buf, a copy of s). */
+static int split_list(const char *name, const char *s, char **buf, const char ***v, size_t *n,
+                      refusal_t *f)
+{
+    char *p, *save = NULL;
+    *n = 0;
+    if (s == NULL)
+        return 0;
+    if ((*buf = strdup(s)) == NULL || (*v = calloc(MAX_LIST_ITEMS, sizeof(**v))) == NULL)
+        return refuse(f, 503, "unavailable", "out of memory");
+    if (s[0] == '\0' || s[0] == ',' || s[strlen(s) - 1] == ',' || strstr(s, ",,") != NULL)
+        return refuse(f, 400, "bad_request", "'%s' must be a comma-separated list of names", name);
+    for (p = strtok_r(*buf, ",", &save); p != NULL; p = strtok_r(NULL, ",", &save)) {
+        if (*n == MAX_LIST_ITEMS)
+            return refuse(f, 400, "bad_request", "'%s' lists more than %d names", name,
+                          MAX_LIST_ITEMS);
+        (*v)[(*n)++] = p;
+    }
+    return 0;
+}
+
+typedef struct {
+    char *sbuf, *abuf;
+    const char **states, **assignees;
+} list_bufs_t;
+
+static int parse_list_query(wh_http_req_t *r, wh_list_query_t *q, list_bufs_t *b, refusal_t *f)
+{
+    static const char *const params[] = { "state",         "assignee", "raiser", "overdue",
+                                          "updated_after", "limit",    "after",  NULL };
+    const char *overdue = wh_http_query(r, "overdue"), *upd = wh_http_query(r, "updated_after");
+    const char *limit = wh_http_query(r, "limit");
+    long long lim = 50;
+
+    if (check_query(r, params, f) != 0 ||
+        split_list("state", wh_http_query(r, "state"), &b->sbuf, &b->states, &q->nstates, f) != 0 ||
+        split_list("assignee", wh_http_query(r, "assignee"), &b->abuf, &b->assignees,
+                   &q->nassignees, f) != 0)
+        return -1;
+    q->states = b->states;
+    q->assignees = b->assignees;
+    q->raiser = wh_http_query(r, "raiser");
+    if (q->raiser != NULL && q->raiser[0] == '\0')
+        return refuse(f, 400, "bad_request", "'raiser' must be an org id");
+    if (overdue != NULL && strcmp(overdue, "true") != 0 && strcmp(overdue, "false") != 0)
+        return refuse(f, 400, "bad_request", "'overdue' must be true or false");
+    q->overdue = overdue != NULL && strcmp(overdue, "true") == 0;
+    if (upd != NULL && wh_time_parse(upd, &q->updated_after) != 0)
+        return refuse(f, 400, "bad_request",
+                      "'updated_after' must be an RFC 3339 time (2026-11-26T09:30:00+08:00)");
+    q->has_updated_after = upd != NULL;
+    if (limit != NULL && parse_int(limit, 1, 200, &lim) != 0)
+        return refuse(f, 400, "bad_request", "'limit' must be an integer from 1 to 200");
+    q->limit = (int)lim;
+    q->after = wh_http_query(r, "after");
+    return 0;
+}
+
+static void get_list(wh_api_t *a, wh_http_req_t *r, const char *org)
+{
+    wh_list_query_t q = { 0 };
+    list_bufs_t b = { 0 };
+    refusal_t f;
+    json_t *out = NULL;
+    int rc;
+
+    if (parse_list_query(r, &q, &b, &f) != 0) {
+        reply_refusal(r, &f);
+        goto out;
+    }
+    rc = wh_engine_list(a->st.engine, org, &q, &out);
+    if (rc == WH_EINVAL)
+        reply_error(r, 400, "bad_request",
+                    "'after' is not a cursor of this list (it needs the same filters)", NULL);
+    else if (rc != 0)
+        reply_err(r, rc, NULL);
+    else
+        reply(r, 200, out, NULL);
+out:
+    free(b.sbuf);
+    free(b.abuf);
+    free(b.states);
+    free(b.assignees);
+}
+
+static void get_workflows(wh_api_t *a, wh_http_req_t *r)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list != NULL && i < a->st.nworkflows; i++) {
+        const wh_workflow_t *wf = a->st.workflows[i];
+        json_array_append_new(list, json_pack("{s:s,s:I,s:s?,s:s}", "name", wf->name, "version",
+                                              (json_int_t)wf->version, "title", wf->title,
+                                              "calendar", wf->calendar));
+    }
+    reply(r, 200, json_pack("{s:o}", "workflows", list), NULL);
+}
+
+static void get_workflow(wh_api_t *a, wh_http_req_t *r, const char *name)
+{
+    static const char *const params[] = { "version", NULL };
+    const char *vs = wh_http_query(r, "version");
+    const wh_workflow_t *best = NULL;
+    long long want = 0;
+    refusal_t f;
+
+    if (check_query(r, params, &f) != 0) {
+        reply_refusal(r, &f);
+        return;
+    }
+    if (vs != NULL && parse_int(vs, 0, INT64_MAX, &want) != 0) {
+        reply_error(r, 400, "bad_request", "'version' must be an integer", NULL);
+        return;
+    }
+    for (size_t i = 0; i < a->st.nworkflows; i++) {
+        const wh_workflow_t *wf = a->st.workflows[i];
+        if (strcmp(wf->name, name) != 0 || (vs != NULL && wf->version != want))
+            continue;
+        if (best == NULL || wf->version > best->version)
+            best = wf;
+    }
+    if (best == NULL)
+        reply_error(r, 404, "not_found", "no such workflow is loaded", NULL);
+    else
+        reply(r, 200, wh_api_workflow_json(best), NULL);
+}
+
+/* ---- the handler ---- */
+
+static void dispatch(wh_api_t *a, wh_http_req_t *r, route_t rt, const char *seg)
+{
+    bool post = strcmp(wh_http_method(r), "POST") == 0;
+    int o = authenticate(a, r);
+    const char *org;
+
+    if (o < 0) {
+        static const char *const auth[] = { "WWW-Authenticate", "Bearer", NULL };
+        reply_error(r, 401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required",
+                    auth);
+        return;
+    }
+    org = a->st.cfg->dir.orgs[o].id;
+    wh_http_set_org(r, org);
+    switch (rt) {
+    case R_TICKETS:
+        post ? post_ticket(a, r, org) : get_list(a, r, org);
+        break;
+    case R_TICKET:
+        get_ticket(a, r, org, seg);
+        break;
+    case R_EVENTS:
+        post ? post_event(a, r, org, seg) : get_events(a, r, org, seg);
+        break;
+    case R_WORKFLOWS:
+        get_workflows(a, r);
+        break;
+    default:
+        if (seg[0] == '\0')
+            reply_error(r, 404, "not_found", "no such workflow is loaded", NULL);
+        else
+            get_workflow(a, r, seg);
+        break;
+    }
+}
+
+void wh_api_handle(wh_http_req_t *r, void *arg)
+{
+    wh_api_t *a = arg;
+    char seg[72];
+    route_t rt = route(wh_http_path(r), seg, sizeof(seg));
+
+    if (rt == R_NONE) {
+        reply_error(r, 404, "not_found", "no such path", NULL);
+    } else if (!method_ok(rt, wh_http_method(r))) {
+        const char *const extra[] = { "Allow", allowed(rt), NULL };
+        reply_error(r, 405, "method_not_allowed", "this method is not allowed on this path", extra);
+    } else if (rt == R_HEALTH) {
+        reply(r, 200, json_pack("{s:s}", "status", "ok"), NULL);
+    } else if (a->st.engine == NULL || a->st.cfg == NULL) {
+        reply_error(r, 503, "unavailable", "the server is shutting down", NULL);
+    } else {
+        dispatch(a, r, rt, seg);
+    }
+}
+
+/* ---- lifecycle ---- */
+
+wh_api_t *wh_api_new(void)
+{
+    return calloc(1, sizeof(wh_api_t));
+}
+
+void wh_api_free(wh_api_t *a)
+{
+    if (a == NULL)
+        return;
+    if (a->digests != NULL)
+        OPENSSL_cleanse(a->digests, a->ndigests * DIGEST_LEN);
+    free(a->digests);
+    free(a->has_token);
+    free(a);
+}
+
+int wh_api_set(wh_api_t *a, const wh_api_state_t *st)
+{
+    size_t n = st->cfg != NULL ? st->cfg->dir.n : 0;
+    unsigned char *digests = calloc(n + 1, DIGEST_LEN);
+    bool *has = calloc(n + 1, sizeof(bool));
+
+    if (digests == NULL || has == NULL) {
+        free(digests);
+        free(has);
+        return WH_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *t = st->cfg->tokens != NULL ? st->cfg->tokens[i] : NULL;
+        has[i] = t != NULL && t[0] != '\0';
+        if (has[i])
+            sha256(t, strlen(t), digests + i * DIGEST_LEN);
+    }
+    if (a->digests != NULL)
+        OPENSSL_cleanse(a->digests, a->ndigests * DIGEST_LEN);
+    free(a->digests);
+    free(a->has_token);
+    a->digests = digests;
+    a->has_token = has;
+    a->ndigests = n;
+    a->st = *st;
+    return 0;
+}
+
+/* ---- workflow descriptions ---- */
+
+static json_t *dur_json(wh_duration_t d)
+{
+    char buf[48];
+    wh_duration_format(d, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+static const char *who_name(const wh_who_t *w)
+{
+    switch (w->type) {
+    case WH_WHO_RAISER:
+        return "raiser";
+    case WH_WHO_ASSIGNEE:
+        return "assignee";
+    case WH_WHO_SYSTEM:
+        return "system";
+    case WH_WHO_ASSIGNEES:
+        return "assignees";
+    case WH_WHO_LAGGARDS:
+        return "laggards";
+    case WH_WHO_PARENTS:
+        return "parents";
+    case WH_WHO_KIND:
+        return wh_org_kind_name(w->kind);
+    default:
+        return w->org;
+    }
+}
+
+static json_t *who_json(wh_who_list_t l)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a != NULL && i < l.n; i++)
+        json_array_append_new(a, json_string(who_name(&l.v[i])));
+    return a;
+}
+
+static json_t *states_json(const wh_workflow_t *wf, wh_index_list_t l)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a != NULL && i < l.n; i++)
+        json_array_append_new(a, json_string(wf->states[l.v[i]].name));
+    return a;
+}
+
+static json_t *state_json(const wh_workflow_t *wf, const wh_state_t *s)
+{
+    json_t *deadline = json_null();
+    if (s->has_deadline)
+        deadline = json_pack("{s:o,s:s?,s:s?}", "within", dur_json(s->within), "escalate",
+                             s->escalate >= 0 ? wf->escalations[s->escalate].name : NULL, "fire",
+                             s->fire >= 0 ? wf->events[s->fire].name : NULL);
+    return json_pack("{s:s,s:s?,s:b,s:b,s:o,s:o}", "name", s->name, "title", s->title, "initial",
+                     s->initial, "final", s->final, "deadline", deadline, "notify",
+                     who_json(s->notify));
+}
+
+static json_t *event_json(const wh_workflow_t *wf, const wh_event_t *ev)
+{
+    static const char *const req_names[] = { "note", "assignees", "rating" };
+    json_t *req = json_array(), *ext = json_null(), *limit = json_null();
+    for (int b = 0; req != NULL && b < 3; b++)
+        if (ev->require & (1u << b))
+            json_array_append_new(req, json_string(req_names[b]));
+    if (ev->nextends > 0) {
+        ext = json_object();
+        for (size_t i = 0; ext != NULL && i < ev->nextends; i++)
+            json_object_set_new(ext, wf->clocks[ev->extends[i].clock].name,
+                                dur_json(ev->extends[i].by));
+    }
+    if (ev->limit > 0)
+        limit = json_integer(ev->limit);
+    return json_pack("{s:s,s:o,s:s,s:o,s:s?,s:o,s:o,s:o}", "name", ev->name, "from",
+                     states_json(wf, ev->from), "to", wf->states[ev->to].name, "by",
+                     who_json(ev->by), "join", ev->join_all ? "all" : NULL, "require", req, "limit",
+                     limit, "extends", ext);
+}
+
+static json_t *clock_json(const wh_workflow_t *wf, const wh_clock_t *c)
+{
+    json_t *within;
+    bool same = true;
+    for (size_t p = 1; p < wf->npriorities; p++)
+        same = same && c->within[p].n == c->within[0].n && c->within[p].unit == c->within[0].unit;
+    if (same) {
+        within = dur_json(c->within[0]);
+    } else {
+        within = json_object();
+        for (size_t p = 0; within != NULL && p < wf->npriorities; p++)
+            json_object_set_new(within, wf->priorities[p], dur_json(c->within[p]));
+    }
+    return json_pack("{s:s,s:s,s:o,s:o,s:o,s:s?}", "name", c->name, "starts",
+                     wf->states[c->starts].name, "stops", states_json(wf, c->stops), "pauses",
+                     states_json(wf, c->pauses), "within", within, "escalate",
+                     c->escalate >= 0 ? wf->escalations[c->escalate].name : NULL);
+}
+
+static json_t *escalation_json(const wh_escalation_t *esc)
+{
+    json_t *steps = json_array();
+    for (size_t i = 0; steps != NULL && i < esc->nsteps; i++) {
+        const wh_step_t *s = &esc->steps[i];
+        json_array_append_new(steps,
+                              json_pack("{s:I,s:o,s:o,s:o}", "step", (json_int_t)(i + 1), "at",
+                                        dur_json(s->at), "notify", who_json(s->notify), "repeat",
+                                        s->has_repeat ? dur_json(s->repeat) : json_null()));
+    }
+    return json_pack("{s:s,s:o}", "name", esc->name, "steps", steps);
+}
+
+static json_t *routes_json(const wh_workflow_t *wf)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; o != NULL && i < wf->nroutes; i++) {
+        json_t *orgs = json_array();
+        for (size_t j = 0; orgs != NULL && j < wf->routes[i].norgs; j++)
+            json_array_append_new(orgs, json_string(wf->routes[i].orgs[j]));
+        json_object_set_new(o, wf->routes[i].category, orgs);
+    }
+    return o;
+}
+
+json_t *wh_api_workflow_json(const wh_workflow_t *wf)
+{
+    json_t *prios = json_array(), *states = json_array(), *events = json_array();
+    json_t *clocks = json_array(), *escs = json_array();
+    for (size_t i = 0; prios != NULL && i < wf->npriorities; i++)
+        json_array_append_new(prios, json_string(wf->priorities[i]));
+    for (size_t i = 0; states != NULL && i < wf->nstates; i++)
+        json_array_append_new(states, state_json(wf, &wf->states[i]));
+    for (size_t i = 0; events != NULL && i < wf->nevents; i++)
+        json_array_append_new(events, event_json(wf, &wf->events[i]));
+    for (size_t i = 0; clocks != NULL && i < wf->nclocks; i++)
+        json_array_append_new(clocks, clock_json(wf, &wf->clocks[i]));
+    for (size_t i = 0; escs != NULL && i < wf->nescalations; i++)
+        json_array_append_new(escs, escalation_json(&wf->escalations[i]));
+    return json_pack(
+        "{s:s,s:I,s:s?,s:s,s:o,s:s?,s:o,s:o,s:o,s:o,s:o}", "name", wf->name, "version",
+        (json_int_t)wf->version, "title", wf->title, "calendar", wf->calendar, "priorities", prios,
+        "default_priority", wf->npriorities ? wf->priorities[wf->default_priority] : NULL, "states",
+        states, "events", events, "clocks", clocks, "escalations", escs, "routes", routes_json(wf));
+}

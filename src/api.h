@@ -1,0 +1,45 @@
+/* The HTTP/JSON API (SPEC §4): routing, bearer-token auth, strict JSON
+ * decoding of request bodies, and the answers, on top of the engine.
+ *
+ * Requests that change tickets are queued on the engine and answered from
+ * its callback, after their commit; everything runs on the loop's thread.
+ * Routing comes first (unknown path 404, wrong method 405 with Allow), then
+ * SPEC §4's order: 401 → 404 → 400 → what the engine decides. */
+#ifndef WH_API_H
+#define WH_API_H
+
+#include <stddef.h>
+
+#include "engine/engine.h"
+#include "engine/tz.h"
+#include "engine/workflow.h"
+#include "src/config.h"
+#include "src/http.h"
+
+typedef struct wh_api_s wh_api_t;
+
+/* What the API serves; every pointer must outlive its use (until the next
+ * wh_api_set). engine NULL: every request but /healthz is answered 503. */
+typedef struct {
+    wh_engine_t *engine;
+    const wh_config_t *cfg;
+    const wh_workflow_t *const *workflows;
+    size_t nworkflows;
+} wh_api_state_t;
+
+/* Returns NULL when out of memory. */
+wh_api_t *wh_api_new(void);
+/* Accepts NULL. */
+void wh_api_free(wh_api_t *a);
+/* Swaps in what is served (a start, a reload, a stop). Returns 0 or
+ * WH_ENOMEM (the previous state is kept). */
+int wh_api_set(wh_api_t *a, const wh_api_state_t *st);
+/* The wh_http_handler; arg is the wh_api_t. */
+void wh_api_handle(wh_http_req_t *req, void *arg);
+
+/* Describes a loaded workflow definition as JSON (the shape GET
+ * /v1/workflows/{name} answers, documented in docs/api.md); NULL when out of
+ * memory. */
+json_t *wh_api_workflow_json(const wh_workflow_t *wf);
+
+#endif
