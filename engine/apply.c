@@ -313,7 +313,7 @@ static int enqueue(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_msg_typ
                     stamp, "data", "ticket", ticket, "event", event, "actions");
     if (msg != NULL && escalation != NULL)
         json_object_set(json_object_get(msg, "data"), "escalation", escalation);
-    payload = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    payload = msg ? json_dumps(msg, JSON_COMPACT | WH_JSON_REAL) : NULL;
     json_decref(msg);
     if (payload == NULL)
         return WH_ENOMEM;
@@ -529,7 +529,9 @@ static int make_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, int
                        const wh_mach_result_t *res, int64_t now, wh_ticket_t *t)
 {
     char id[32];
-    char *loc = op->location ? json_dumps(op->location, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    char *loc = op->location
+                    ? json_dumps(op->location, JSON_COMPACT | JSON_SORT_KEYS | WH_JSON_REAL)
+                    : NULL;
 
     snprintf(id, sizeof(id), "T%08lld", (long long)(e->last_rid + 1));
     *t = (wh_ticket_t){ .rid = e->last_rid + 1,

@@ -11,6 +11,11 @@
 #include <jansson.h>
 #include <stddef.h>
 
+/* How whistle writes real numbers (lat/lon) everywhere outside hashes: 15
+ * significant digits, so a coordinate given as 27.24 reads back as 27.24
+ * rather than as its nearest double's 17 digits. */
+#define WH_JSON_REAL JSON_REAL_PRECISION(15)
+
 /* Serializes v canonically into a malloc'd NUL-terminated string (*out,
  * *len). Returns 0, WH_EINVAL (a real number, invalid UTF-8) or WH_ENOMEM. */
 int wh_jcs_dump(const json_t *v, char **out, size_t *len);

@@ -1,5 +1,6 @@
 /* The HTTP/JSON API (SPEC §4). See api.h. */
 #include "src/api.h"
+#include "engine/jcs.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -56,7 +57,7 @@ static void reply(wh_http_req_t *r, int status, json_t *body, const char *const 
 {
     const char *hdr[12] = { "Content-Type", "application/json" };
     size_t n = 2;
-    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT | WH_JSON_REAL) : NULL;
     static const char oom[] =
         "{\"error\":{\"code\":\"unavailable\",\"message\":\"out of memory\"}}";
 
