@@ -354,12 +354,15 @@ static void bind_event(ref_t *r, int i, long rid)
     step_done(r->db, st);
 }
 
+/* As apply.c: a ladder's rows are the key range "RID:KIND:REF:" … ";". */
 static void del_deadlines(ref_t *r, long rid, int kind, const char *ref)
 {
+    char lo[160], hi[160];
+    snprintf(lo, sizeof(lo), "%ld:%c:%s:", rid, kind ? 'c' : 's', ref);
+    snprintf(hi, sizeof(hi), "%ld:%c:%s;", rid, kind ? 'c' : 's', ref);
     sqlite3_reset(r->del_deadlines);
-    sqlite3_bind_int64(r->del_deadlines, 1, rid);
-    sqlite3_bind_int(r->del_deadlines, 2, kind);
-    sqlite3_bind_text(r->del_deadlines, 3, ref, -1, SQLITE_STATIC);
+    sqlite3_bind_text(r->del_deadlines, 1, lo, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(r->del_deadlines, 2, hi, -1, SQLITE_TRANSIENT);
     step_done(r->db, r->del_deadlines);
 }
 
@@ -427,7 +430,7 @@ static void ref_open(ref_t *r, sqlite3 *src, const char *path)
     capture(src, r->db, &r->clock, "INSERT OR REPLACE", "clocks", "ticket=1");
     capture(src, r->db, &r->deadline, "INSERT OR IGNORE", "deadlines", "ticket=1 ORDER BY id");
     capture(src, r->db, &r->outbox, "INSERT", "outbox", "ticket=1");
-    r->del_deadlines = prep(r->db, "DELETE FROM deadlines WHERE ticket=?1 AND kind=?2 AND ref=?3");
+    r->del_deadlines = prep(r->db, "DELETE FROM deadlines WHERE key>=?1 AND key<?2");
 }
 
 static void ref_close_templates(ref_t *r)
@@ -456,7 +459,7 @@ static void read_all(sqlite3_stmt *st)
 
 /* What wh_apply_fire does for report (stage 0) or resolve (stage 1) on a
  * single-assignee ticket: load it (4 reads), leave the state (its deadlines
- * and join progress), rewrite the assignees, append the event, update the
+ * and join progress), touch the actor's assignee row, append the event, update the
  * ticket; resolve also stops the clock, arms auto-close and queues a message. */
 static void ref_fire_one(ref_t *r, fire_stmts_t *f, long rid, int stage)
 {
@@ -479,9 +482,7 @@ static void ref_fire_one(ref_t *r, fire_stmts_t *f, long rid, int stage)
     step_done(r->db, f->del_progress);
     sqlite3_bind_int64(f->del_assignees, 1, rid);
     step_done(r->db, f->del_assignees);
-    sqlite3_stmt *st = bind_row(&r->assignee, 0);
-    sqlite3_bind_int64(st, col(&r->assignee.rows[0], "ticket") + 1, rid);
-    step_done(r->db, st);
+    sqlite3_stmt *st;
     if (stage == 1) {
         st = bind_row(&r->clock, 0);
         sqlite3_bind_int64(st, col(&r->clock.rows[0], "ticket") + 1, rid);
@@ -508,7 +509,7 @@ static span_t ref_fire(ref_t *r, sqlite3 *src, long count, long batch)
         prep(r->db, "SELECT assignee,event FROM progress WHERE ticket=?1"),
         prep(r->db, "SELECT * FROM clocks WHERE ticket=?1"),
         prep(r->db, "DELETE FROM progress WHERE ticket=?1"),
-        prep(r->db, "DELETE FROM assignees WHERE ticket=?1"),
+        prep(r->db, "UPDATE assignees SET last_event='report', at=1 WHERE ticket=?1 AND idx=0"),
         prep(r->db, "UPDATE tickets SET state=?2,updated_at=?3,closed_at=?4,state_since=?5,"
                     "visit=?6,due_at=?7,escalation_level=?8,counts=?9,last_seq=?10,"
                     "last_hash=?11 WHERE rid=?1"),

@@ -2,7 +2,6 @@
  * assignee, clock and deadline rows, and its outbox rows — all inside the
  * batch transaction, under the change's savepoint. */
 #include <stdarg.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,76 +91,109 @@ void wh_mach_view_free(wh_mach_view_t *v)
 /* ---- deadlines ---- */
 
 static int insert_deadline(wh_engine_t *e, const wh_ticket_t *t, const char *key, int64_t due,
-                           int kind, const char *ref, int64_t step)
+                           int kind, const char *ref, int64_t step, bool repeat)
 {
     sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_DEADLINE_INSERT);
-    int rc = wh_store_bind(e->store, st, "isiisi", t->rid, key, due, (int64_t)kind, ref, step);
+    int rc = wh_store_bind(e->store, st, "isiisib", t->rid, key, due, (int64_t)kind, ref, step,
+                           (int)repeat);
     if (rc == 0 && (rc = wh_store_exec(e->store, st)) == 0 &&
         sqlite3_changes(wh_store_db(e->store)) > 0)
         wh_sched_push(e, sqlite3_last_insert_rowid(wh_store_db(e->store)), due);
     return rc;
 }
 
+/* Deletes every row of one ladder. Keys start "RID:KIND:REF:", so the unique
+ * key's index finds them as a range and no other index is needed. */
 static int delete_deadlines(wh_engine_t *e, const wh_ticket_t *t, int kind, const char *ref)
 {
     sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_DEADLINE_DELETE_REF);
-    int rc = wh_store_bind(e->store, st, "iis", t->rid, (int64_t)kind, ref);
+    char lo[160], hi[160];
+    int rc;
+
+    snprintf(lo, sizeof(lo), "%lld:%c:%s:", (long long)t->rid, kind ? 'c' : 's', ref);
+    snprintf(hi, sizeof(hi), "%lld:%c:%s;", (long long)t->rid, kind ? 'c' : 's', ref);
+    rc = wh_store_bind(e->store, st, "ss", lo, hi);
     return rc == 0 ? wh_store_exec(e->store, st) : rc;
 }
 
-/* Rows for a due time and its ladder: step 0 is the due time itself (the
- * breach, and `fire`), step k the ladder's k-th step measured from it. The
- * key names the ticket, the visit or due time, and the step, so that one
- * pending due time has exactly one row. */
-static int schedule(wh_engine_t *e, const wh_workflow_t *wf, const wh_ticket_t *t, int kind,
-                    const char *ref, const char *epoch, int64_t due, int escalate, bool with_breach)
+/* A ladder's items are its due time itself (step 0: the breach, and `fire`)
+ * and its steps (k = 1…), each at the due time plus the step's `at`, taken in
+ * order of time, then step. Only the next item has a row: firing it writes
+ * the one after, so a raise writes one row per ladder, not one per step. */
+typedef struct {
+    int64_t time;
+    int64_t step;
+} item_t;
+
+static bool item_after(item_t a, item_t b)
+{
+    return a.time > b.time || (a.time == b.time && a.step > b.step);
+}
+
+/* The first item after `after`, or false when the ladder has no more. */
+static bool next_item(const wh_engine_t *e, const wh_workflow_t *wf, int escalate, bool with_breach,
+                      int64_t due, item_t after, item_t *out)
 {
     const wh_calendar_t *cal = wh_engine_calendar(e, wf);
-    char key[200];
-    int rc = 0;
+    bool found = false;
+    item_t c = { due, 0 };
 
-    if (with_breach) {
-        snprintf(key, sizeof(key), "%lld:%c:%s:%s:0", (long long)t->rid, kind ? 'c' : 's', ref,
-                 epoch);
-        rc = insert_deadline(e, t, key, due, kind, ref, 0);
+    if (with_breach && item_after(c, after)) {
+        *out = c;
+        found = true;
     }
-    if (escalate < 0)
-        return rc;
-    for (size_t k = 0; rc == 0 && k < wf->escalations[escalate].nsteps; k++) {
-        const wh_step_t *step = &wf->escalations[escalate].steps[k];
-        snprintf(key, sizeof(key), "%lld:%c:%s:%s:%zu", (long long)t->rid, kind ? 'c' : 's', ref,
-                 epoch, k + 1);
-        rc = insert_deadline(e, t, key, add_dur(cal, due, step->at), kind, ref, (int64_t)(k + 1));
+    for (size_t k = 0; escalate >= 0 && k < wf->escalations[escalate].nsteps; k++) {
+        c = (item_t){ add_dur(cal, due, wf->escalations[escalate].steps[k].at), (int64_t)k + 1 };
+        if (item_after(c, after) && (!found || item_after(*out, c))) {
+            *out = c;
+            found = true;
+        }
     }
-    return rc;
+    return found;
+}
+
+/* The row key names the ticket, the ladder (state visit or clock due time)
+ * and the item, so one pending item has exactly one row. */
+static void item_key(char *key, size_t len, const wh_ticket_t *t, int kind, const char *ref,
+                     int64_t epoch, int64_t step)
+{
+    snprintf(key, len, "%lld:%c:%s:%lld:%lld", (long long)t->rid, kind ? 'c' : 's', ref,
+             (long long)epoch, (long long)step);
+}
+
+static int schedule(wh_engine_t *e, const wh_workflow_t *wf, const wh_ticket_t *t, int kind,
+                    const char *ref, int64_t epoch, int64_t due, int escalate, bool with_breach)
+{
+    item_t first;
+    char key[200];
+
+    if (!next_item(e, wf, escalate, with_breach, due, (item_t){ INT64_MIN, -1 }, &first))
+        return 0;
+    item_key(key, sizeof(key), t, kind, ref, epoch, first.step);
+    return insert_deadline(e, t, key, first.time, kind, ref, first.step, false);
 }
 
 static int schedule_state(wh_engine_t *e, const wh_workflow_t *wf, wh_ticket_t *t, int state,
                           int64_t now)
 {
     const wh_state_t *s = &wf->states[state];
-    char epoch[24];
-
     t->due_at = WH_NULL_TIME;
     if (!s->has_deadline)
         return 0;
     t->due_at = add_dur(wh_engine_calendar(e, wf), now, s->within);
-    snprintf(epoch, sizeof(epoch), "%lld", (long long)t->visit);
-    return schedule(e, wf, t, DEADLINE_STATE, s->name, epoch, t->due_at, s->escalate, true);
+    return schedule(e, wf, t, DEADLINE_STATE, s->name, t->visit, t->due_at, s->escalate, true);
 }
 
 static int schedule_clock(wh_engine_t *e, const wh_workflow_t *wf, const wh_ticket_t *t,
                           const wh_tclock_t *c)
 {
     int ci = wh_workflow_clock(wf, c->name);
-    char epoch[24];
     int rc = delete_deadlines(e, t, DEADLINE_CLOCK, c->name);
 
     if (rc != 0 || ci < 0 || c->status != WH_CLOCK_RUNNING)
         return rc;
-    snprintf(epoch, sizeof(epoch), "%lld", (long long)c->due_at);
-    return schedule(e, wf, t, DEADLINE_CLOCK, c->name, epoch, c->due_at, wf->clocks[ci].escalate,
-                    !c->breached);
+    return schedule(e, wf, t, DEADLINE_CLOCK, c->name, c->due_at, c->due_at,
+                    wf->clocks[ci].escalate, !c->breached);
 }
 
 /* ---- clocks ---- */
@@ -254,12 +286,12 @@ static int append_event(wh_engine_t *e, wh_ticket_t *t, int64_t now, const char 
 {
     char *text = data ? json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     int64_t seq = t->last_seq + 1;
-    json_t *hashed = text ? wh_store_hash_row(seq, now, event, actor, from, to, note, text) : NULL;
+    json_t *hashed =
+        text ? wh_store_hash_row_data(seq, now, event, actor, from, to, note, data) : NULL;
     char hash[65];
     sqlite3_stmt *st;
     int rc = hashed ? wh_jcs_chain_hash(t->last_hash, hashed, hash) : WH_ENOMEM;
 
-    json_decref(data);
     json_decref(hashed);
     if (rc != 0)
         goto out;
@@ -273,27 +305,21 @@ static int append_event(wh_engine_t *e, wh_ticket_t *t, int64_t now, const char 
     t->last_seq = seq;
     memcpy(t->last_hash, hash, sizeof(hash));
     t->updated_at = now;
-    if (row != NULL && (*row = wh_event_json(seq, now, event, actor, from, to, note, text, hash,
-                                             e->opt.tz)) == NULL)
+    if (row != NULL && (*row = wh_event_json_data(seq, now, event, actor, from, to, note, data,
+                                                  hash, e->opt.tz)) == NULL)
         rc = WH_ENOMEM;
 out:
+    json_decref(data);
     free(text);
     return rc;
 }
 
-static int new_webhook_id(char out[40])
+/* Message ids are unique by construction — the ticket, the event that made
+ * the message, and the recipient's place among its recipients — and sort in
+ * the order they were made, so the outbox index grows at its end. */
+static void webhook_id(char *out, size_t len, const wh_ticket_t *t, size_t recipient)
 {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char raw[16];
-    if (RAND_bytes(raw, sizeof(raw)) != 1)
-        return WH_ENOMEM;
-    memcpy(out, "msg_", 4);
-    for (size_t i = 0; i < sizeof(raw); i++) {
-        out[4 + 2 * i] = hex[raw[i] >> 4];
-        out[5 + 2 * i] = hex[raw[i] & 15];
-    }
-    out[4 + 2 * sizeof(raw)] = '\0';
-    return 0;
+    snprintf(out, len, "msg_%s_%lld_%zu", t->id, (long long)t->last_seq, recipient);
 }
 
 /* Queues one SPEC §5 message per org, to be delivered by the notifier. */
@@ -301,7 +327,7 @@ static int enqueue(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_msg_typ
                    const char *const *orgs, size_t n, json_t *ticket, json_t *event,
                    json_t *escalation)
 {
-    char stamp[26], id[40], *payload;
+    char stamp[26], id[96], *payload;
     json_t *msg;
     int rc = 0;
 
@@ -320,8 +346,7 @@ static int enqueue(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_msg_typ
     for (size_t i = 0; rc == 0 && i < n; i++) {
         int o = wh_orgdir_find(e->opt.dir, orgs[i]);
         bool endpoint = o >= 0 && e->opt.dir->orgs[o].has_webhook;
-        if ((rc = new_webhook_id(id)) != 0)
-            break;
+        webhook_id(id, sizeof(id), t, i);
         sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_OUTBOX_INSERT);
         rc = wh_store_bind(e->store, st, "sisssstt", id, t->rid, orgs[i], wh_msg_type_name(type),
                            payload, endpoint ? "pending" : "no_endpoint",
@@ -645,9 +670,13 @@ static int bump_count(wh_ticket_t *t, const char *event)
 
 /* The assignee set after the event: existing rows keep their index and
  * history; the machine appends new ones. */
-static int update_assignees(wh_ticket_t *t, const wh_mach_result_t *res, const char *actor,
-                            const char *event, int64_t now)
+/* Records the actor's last event on its assignee row; the whole set is
+ * rewritten only when the event changed it. */
+static int update_assignees(wh_engine_t *e, wh_ticket_t *t, const wh_mach_result_t *res,
+                            const char *actor, const char *event, int64_t now)
 {
+    int rc = 0;
+
     for (size_t i = 0; i < res->nassignees; i++) {
         if (i < t->nassignees)
             t->assignees[i].active = res->assignees[i].active;
@@ -663,8 +692,16 @@ static int update_assignees(wh_ticket_t *t, const wh_mach_result_t *res, const c
         free(t->assignees[i].last_event);
         t->assignees[i].last_event = copy;
         t->assignees[i].at = now;
+        if (!res->assignees_changed) {
+            sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_ASSIGNEE_TOUCH);
+            rc = wh_store_bind(e->store, st, "iisi", t->rid, (int64_t)i, event, now);
+            if (rc == 0)
+                rc = wh_store_exec(e->store, st);
+        }
     }
-    return 0;
+    if (rc == 0 && res->assignees_changed)
+        rc = wh_ticket_save_assignees(e->store, t, true);
+    return rc;
 }
 
 static int record_progress(wh_engine_t *e, wh_ticket_t *t, int assignee, const char *event)
@@ -777,9 +814,7 @@ static int write_fire(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, wh_t
     else if (rc == 0 && res->join_partial)
         rc = record_progress(e, t, res->progress_assignee, event);
     if (rc == 0)
-        rc = update_assignees(t, res, op->org, event, now);
-    if (rc == 0)
-        rc = wh_ticket_save_assignees(e->store, t, true);
+        rc = update_assignees(e, t, res, op->org, event, now);
     if (rc == 0)
         rc = bump_count(t, event);
     if (rc == 0)
@@ -846,6 +881,7 @@ out:
 typedef struct {
     int64_t rid, due, step;
     int kind;
+    bool repeat; /* a step's repeat, outside the ladder's chain of items */
     char key[200], ref[128];
 } deadline_row_t;
 
@@ -862,6 +898,7 @@ static int load_deadline(wh_engine_t *e, int64_t id, deadline_row_t *d)
     d->kind = sqlite3_column_int(st, 3);
     snprintf(d->ref, sizeof(d->ref), "%s", wh_store_col_text(st, 4));
     d->step = sqlite3_column_int64(st, 5);
+    d->repeat = sqlite3_column_int(st, 6) != 0;
     sqlite3_reset(st);
     return 0;
 }
@@ -910,6 +947,7 @@ typedef struct {
     bool is_clock;
     wh_tclock_t *clock; /* kind == clock */
     int escalate;       /* the ladder's escalation index, or -1 */
+    int fire;           /* the state's `fire:` event index, or -1 */
 } ladder_t;
 
 /* One ladder step: an `escalated` row, ticket.escalated messages to the
@@ -953,39 +991,14 @@ static int escalate_step(ladder_t *l, const deadline_row_t *d)
         json_decref(info);
     }
     if (rc == 0 && step->has_repeat) {
-        char key[260];
+        char key[240];
         int64_t next = next_repeat(wh_engine_calendar(l->e, l->wf), d->due, step->repeat, l->now);
-        snprintf(key, sizeof(key), "%s:r%lld", d->key, (long long)next);
-        rc = insert_deadline(l->e, l->t, key, next, d->kind, d->ref, d->step);
+        snprintf(key, sizeof(key), "%.200s:r%lld", d->key, (long long)next);
+        rc = insert_deadline(l->e, l->t, key, next, d->kind, d->ref, d->step, true);
     }
     free(targets);
     json_decref(ticket);
     json_decref(row);
-    return rc;
-}
-
-/* Ladder steps of this due time that are due by now (at: 0 and any missed
- * ones), in due order: they go out before a `fire` (SPEC §3). */
-static int due_steps(ladder_t *l, const deadline_row_t *breach)
-{
-    sqlite3_stmt *st = wh_store_stmt(l->e->store, WH_STMT_DEADLINE_DUE_FOR);
-    int64_t ids[64];
-    size_t n = 0;
-    int rc = wh_store_bind(l->e->store, st, "iisi", l->t->rid, (int64_t)breach->kind, breach->ref,
-                           l->now);
-
-    while (rc == 0 && (rc = wh_store_step(l->e->store, st)) == 1) {
-        if (n < sizeof(ids) / sizeof(ids[0]))
-            ids[n++] = sqlite3_column_int64(st, 0);
-        rc = 0;
-    }
-    sqlite3_reset(st);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        deadline_row_t d;
-        if ((rc = load_deadline(l->e, ids[i], &d)) == 0 &&
-            (rc = delete_deadline(l->e, ids[i])) == 0)
-            rc = escalate_step(l, &d);
-    }
     return rc;
 }
 
@@ -997,8 +1010,6 @@ static int breach(ladder_t *l, const deadline_row_t *d)
                           data, NULL);
     if (rc == 0 && l->is_clock)
         l->clock->breached = true;
-    if (rc == 0 && l->escalate >= 0)
-        rc = due_steps(l, d);
     return rc;
 }
 
@@ -1019,21 +1030,56 @@ static int fire_system(ladder_t *l, const char *event)
     return rc;
 }
 
+/* Runs the item d, then every later item of the ladder already due (after
+ * downtime each missed step is sent once, in order), and writes the row of
+ * the first item still to come. A `fire:` waits until the items due with the
+ * breach (steps at 0) have gone out (SPEC §3). */
+static int run_chain(ladder_t *l, deadline_row_t d, int64_t base, int64_t epoch, bool *fire)
+{
+    item_t item = { d.due, d.step }, next;
+    int rc = 0;
+
+    if (d.repeat)
+        return escalate_step(l, &d);
+    for (;;) {
+        if (item.step == 0)
+            rc = breach(l, &d);
+        else
+            rc = escalate_step(l, &d);
+        if (rc != 0)
+            return rc;
+        if (item.step == 0 && !l->is_clock && l->fire >= 0)
+            *fire = true;
+        if (!next_item(l->e, l->wf, l->escalate, true, base, item, &next))
+            return 0;
+        item = next;
+        d.due = next.time;
+        d.step = next.step;
+        item_key(d.key, sizeof(d.key), l->t, d.kind, d.ref, epoch, next.step);
+        if (next.time > l->now)
+            return *fire ? 0
+                         : insert_deadline(l->e, l->t, d.key, next.time, d.kind, d.ref, next.step,
+                                           false);
+    }
+}
+
 static int run_deadline(ladder_t *l, const deadline_row_t *d)
 {
     const wh_workflow_t *wf = l->wf;
+    bool fire = false;
     int rc;
 
     if (d->kind == DEADLINE_STATE) {
         int s = wh_workflow_state(wf, l->t->state);
-        if (s < 0 || strcmp(d->ref, l->t->state) != 0)
+        if (s < 0 || strcmp(d->ref, l->t->state) != 0 || l->t->due_at == WH_NULL_TIME)
             return 0; /* written for a visit that has ended */
         l->escalate = wf->states[s].escalate;
-        rc = d->step == 0 ? breach(l, d) : escalate_step(l, d);
+        l->fire = wf->states[s].fire;
+        rc = run_chain(l, *d, l->t->due_at, l->t->visit, &fire);
         if (rc == 0)
             rc = wh_ticket_update(l->e->store, l->t);
-        if (rc == 0 && d->step == 0 && wf->states[s].fire >= 0)
-            rc = fire_system(l, wf->events[wf->states[s].fire].name);
+        if (rc == 0 && fire)
+            rc = fire_system(l, wf->events[l->fire].name);
         return rc;
     }
     int ci = wh_workflow_clock(wf, d->ref);
@@ -1044,7 +1090,7 @@ static int run_deadline(ladder_t *l, const deadline_row_t *d)
         return 0; /* a stopped or paused clock's ladder waits */
     l->is_clock = true;
     l->escalate = wf->clocks[ci].escalate;
-    rc = d->step == 0 ? breach(l, d) : escalate_step(l, d);
+    rc = run_chain(l, *d, l->clock->due_at, l->clock->due_at, &fire);
     if (rc == 0)
         rc = wh_ticket_save_clock(l->e->store, l->t, l->clock);
     return rc == 0 ? wh_ticket_update(l->e->store, l->t) : rc;
@@ -1052,7 +1098,7 @@ static int run_deadline(ladder_t *l, const deadline_row_t *d)
 
 int wh_apply_deadline(wh_engine_t *e, wh_op_t *op, int64_t now)
 {
-    ladder_t l = { .e = e, .now = now, .escalate = -1 };
+    ladder_t l = { .e = e, .now = now, .escalate = -1, .fire = -1 };
     deadline_row_t d;
     wh_ticket_t t = { 0 };
     int rc = load_deadline(e, op->deadline, &d);

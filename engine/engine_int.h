@@ -94,6 +94,10 @@ typedef struct {
 int wh_mach_view_build(const wh_workflow_t *wf, const wh_ticket_t *t, wh_mach_view_t *v);
 void wh_mach_view_free(wh_mach_view_t *v);
 
+/* SPEC §4's event row with data as a value (borrowed). */
+json_t *wh_event_json_data(int64_t seq, int64_t at, const char *event, const char *actor,
+                           const char *from, const char *to, const char *note, json_t *data,
+                           const char *hash, const wh_tz_t *tz);
 /* SPEC §4's event row from the store's row (times in tz). */
 json_t *wh_event_json(int64_t seq, int64_t at, const char *event, const char *actor,
                       const char *from, const char *to, const char *note, const char *data,

@@ -51,11 +51,10 @@ static const char schema_v1[] =
     " started_at INTEGER, run_since INTEGER, elapsed INTEGER NOT NULL, paused_since INTEGER,"
     " due_at INTEGER, original_due_at INTEGER, breached INTEGER NOT NULL, level INTEGER NOT NULL,"
     " PRIMARY KEY(ticket, name)) WITHOUT ROWID;"
-    "CREATE TABLE deadlines(id INTEGER PRIMARY KEY AUTOINCREMENT, ticket INTEGER NOT NULL,"
+    "CREATE TABLE deadlines(id INTEGER PRIMARY KEY, ticket INTEGER NOT NULL,"
     " key TEXT NOT NULL UNIQUE, due_at INTEGER NOT NULL, kind INTEGER NOT NULL,"
-    " ref TEXT NOT NULL, step INTEGER NOT NULL);"
+    " ref TEXT NOT NULL, step INTEGER NOT NULL, repeat INTEGER NOT NULL);"
     "CREATE INDEX deadlines_due ON deadlines(due_at);"
-    "CREATE INDEX deadlines_ticket ON deadlines(ticket, kind, ref);"
     "CREATE TABLE outbox(id INTEGER PRIMARY KEY, webhook_id TEXT NOT NULL UNIQUE,"
     " ticket INTEGER NOT NULL, org TEXT NOT NULL, type TEXT NOT NULL, payload TEXT NOT NULL,"
     " status TEXT NOT NULL, attempts INTEGER NOT NULL, next_at INTEGER,"
@@ -182,14 +181,23 @@ const char *wh_store_col_text(sqlite3_stmt *st, int col)
     return (const char *)sqlite3_column_text(st, col);
 }
 
+/* Transaction statements are prepared once like the others: a batch runs
+ * one savepoint per change, and compiling its SQL each time showed up. */
+static int run_stmt(wh_store_t *s, wh_stmt_id_t id, const char *sql)
+{
+    if (s->stmts[id] == NULL) /* before the statements are prepared (migrations) */
+        return exec_sql(s, sql);
+    return wh_store_exec(s, wh_store_stmt(s, id));
+}
+
 int wh_store_begin(wh_store_t *s)
 {
-    return exec_sql(s, "BEGIN IMMEDIATE");
+    return run_stmt(s, WH_STMT_BEGIN, "BEGIN IMMEDIATE");
 }
 
 int wh_store_commit(wh_store_t *s)
 {
-    return exec_sql(s, "COMMIT");
+    return run_stmt(s, WH_STMT_COMMIT, "COMMIT");
 }
 
 void wh_store_rollback(wh_store_t *s)
@@ -200,17 +208,18 @@ void wh_store_rollback(wh_store_t *s)
 
 int wh_store_savepoint(wh_store_t *s)
 {
-    return exec_sql(s, "SAVEPOINT change");
+    return run_stmt(s, WH_STMT_SAVEPOINT, "SAVEPOINT change");
 }
 
 int wh_store_release(wh_store_t *s)
 {
-    return exec_sql(s, "RELEASE change");
+    return run_stmt(s, WH_STMT_RELEASE, "RELEASE change");
 }
 
 void wh_store_rollback_to(wh_store_t *s)
 {
-    sqlite3_exec(s->db, "ROLLBACK TO change; RELEASE change", NULL, NULL, NULL);
+    if (run_stmt(s, WH_STMT_ROLLBACK_TO, "ROLLBACK TO change") == 0)
+        wh_store_release(s);
 }
 
 static int make_parent_dir(const char *path, char *err, size_t errlen)
@@ -362,18 +371,24 @@ int wh_store_put_workflow(wh_store_t *s, const char *name, int64_t version, cons
     return rc == 0 ? wh_store_exec(s, st) : rc;
 }
 
+json_t *wh_store_hash_row_data(int64_t seq, int64_t at, const char *event, const char *actor,
+                               const char *from, const char *to, const char *note, json_t *data)
+{
+    char when[26];
+
+    wh_time_format(at, 0, true, when);
+    return json_pack("{s:I,s:s,s:s,s:s,s:s?,s:s?,s:s?,s:O}", "seq", (json_int_t)seq, "at", when,
+                     "event", event, "actor", actor, "from", from, "to", to, "note", note, "data",
+                     data);
+}
+
 json_t *wh_store_hash_row(int64_t seq, int64_t at, const char *event, const char *actor,
                           const char *from, const char *to, const char *note, const char *data_json)
 {
-    char when[26];
     json_t *data = json_loads(data_json != NULL ? data_json : "{}", JSON_DECODE_ANY, NULL);
-
-    if (data == NULL)
-        return NULL;
-    wh_time_format(at, 0, true, when);
-    return json_pack("{s:I,s:s,s:s,s:s,s:s?,s:s?,s:s?,s:o}", "seq", (json_int_t)seq, "at", when,
-                     "event", event, "actor", actor, "from", from, "to", to, "note", note, "data",
-                     data);
+    json_t *row = data ? wh_store_hash_row_data(seq, at, event, actor, from, to, note, data) : NULL;
+    json_decref(data);
+    return row;
 }
 
 /* Re-hashes one ticket's rows in order; the last must match the ticket's

@@ -43,6 +43,11 @@ void wh_store_rollback_to(wh_store_t *s);
 /* The statements the engine uses, prepared once at open. */
 typedef enum {
 #define WH_STORE_STMTS(XX)                                                                         \
+    XX(BEGIN, "BEGIN IMMEDIATE")                                                                   \
+    XX(COMMIT, "COMMIT")                                                                           \
+    XX(SAVEPOINT, "SAVEPOINT change")                                                              \
+    XX(RELEASE, "RELEASE change")                                                                  \
+    XX(ROLLBACK_TO, "ROLLBACK TO change")                                                          \
     XX(WF_GET, "SELECT digest FROM workflows WHERE name=?1 AND version=?2")                        \
     XX(WF_PUT,                                                                                     \
        "INSERT INTO workflows(name,version,digest,source,stored_at) VALUES(?1,?2,?3,?4,?5)")       \
@@ -60,9 +65,13 @@ typedef enum {
        "SELECT rid,id,workflow,version,state,priority,category,title,description,location,"        \
        "raiser,external_id,created_at,updated_at,closed_at,state_since,visit,due_at,"              \
        "escalation_level,counts,last_seq,last_hash FROM tickets WHERE id=?1")                      \
+    XX(TICKET_READER,                                                                              \
+       "SELECT raiser=?2 OR EXISTS(SELECT 1 FROM assignees a WHERE a.ticket=t.rid AND a.org=?2) "  \
+       "FROM tickets t WHERE id=?1")                                                               \
     XX(TICKET_MAX_RID, "SELECT coalesce(max(rid),0) FROM tickets")                                 \
     XX(ASSIGNEE_INSERT,                                                                            \
        "INSERT INTO assignees(ticket,idx,org,active,last_event,at) VALUES(?1,?2,?3,?4,?5,?6)")     \
+    XX(ASSIGNEE_TOUCH, "UPDATE assignees SET last_event=?3, at=?4 WHERE ticket=?1 AND idx=?2")     \
     XX(ASSIGNEE_DELETE, "DELETE FROM assignees WHERE ticket=?1")                                   \
     XX(ASSIGNEE_LIST,                                                                              \
        "SELECT idx,org,active,last_event,at FROM assignees WHERE ticket=?1 ORDER BY idx")          \
@@ -81,16 +90,13 @@ typedef enum {
     XX(CLOCK_LIST,                                                                                 \
        "SELECT name,status,started_at,run_since,elapsed,paused_since,due_at,original_due_at,"      \
        "breached,level FROM clocks WHERE ticket=?1")                                               \
-    XX(DEADLINE_INSERT, "INSERT OR IGNORE INTO deadlines(ticket,key,due_at,kind,ref,step) "        \
-                        "VALUES(?1,?2,?3,?4,?5,?6)")                                               \
-    XX(DEADLINE_GET, "SELECT ticket,key,due_at,kind,ref,step FROM deadlines WHERE id=?1")          \
+    XX(DEADLINE_INSERT, "INSERT OR IGNORE INTO deadlines(ticket,key,due_at,kind,ref,step,repeat) " \
+                        "VALUES(?1,?2,?3,?4,?5,?6,?7)")                                            \
+    XX(DEADLINE_GET, "SELECT ticket,key,due_at,kind,ref,step,repeat FROM deadlines WHERE id=?1")   \
     XX(DEADLINE_DELETE, "DELETE FROM deadlines WHERE id=?1")                                       \
-    XX(DEADLINE_DUE_FOR, "SELECT id FROM deadlines WHERE ticket=?1 AND kind=?2 AND ref=?3 AND "    \
-                         "step>0 AND due_at<=?4 "                                                  \
-                         "ORDER BY due_at, id")                                                    \
     XX(DEADLINE_ALL, "SELECT id, due_at FROM deadlines")                                           \
     XX(TICKET_ID_BY_RID, "SELECT id FROM tickets WHERE rid=?1")                                    \
-    XX(DEADLINE_DELETE_REF, "DELETE FROM deadlines WHERE ticket=?1 AND kind=?2 AND ref=?3")        \
+    XX(DEADLINE_DELETE_REF, "DELETE FROM deadlines WHERE key>=?1 AND key<?2")                      \
     XX(OUTBOX_INSERT,                                                                              \
        "INSERT INTO outbox(webhook_id,ticket,org,type,payload,status,attempts,next_at,"            \
        "created_at,updated_at) VALUES(?1,?2,?3,?4,?5,?6,0,?7,?8,?8)")                              \
@@ -136,6 +142,10 @@ int wh_store_put_workflow(wh_store_t *s, const char *name, int64_t version, cons
 json_t *wh_store_hash_row(int64_t seq, int64_t at, const char *event, const char *actor,
                           const char *from, const char *to, const char *note,
                           const char *data_json);
+
+/* As wh_store_hash_row with data as a value (borrowed). */
+json_t *wh_store_hash_row_data(int64_t seq, int64_t at, const char *event, const char *actor,
+                               const char *from, const char *to, const char *note, json_t *data);
 
 /* Walks every ticket's hash chain. Returns 0 with the counts, or
  * WH_ECORRUPT with "TICKET seq N" of the first broken row in broken. */

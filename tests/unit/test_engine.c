@@ -237,8 +237,15 @@ Test(engine, raise_creates_ticket_with_deadline_clock_event_and_message)
     cr_assert_eq(count_rows("SELECT count(*) FROM outbox WHERE org='fire-brigade' AND "
                             "type='ticket.whistled' AND status='pending'"),
                  1);
-    /* the state deadline, its no-show ladder (2 steps), the clock and its overdue ladder (2) */
-    cr_assert_eq(count_rows("SELECT count(*) FROM deadlines"), 6);
+    /* one row per ladder, for its next item: the 报到 deadline itself (step 0), and the
+     * resolve clock's reminder one workday before its due time (Fri 12-04 17:30) */
+    cr_assert_eq(count_rows("SELECT count(*) FROM deadlines"), 2);
+    cr_assert_eq(count_rows("SELECT count(*) FROM deadlines WHERE kind=0 AND step=0 AND "
+                            "due_at=unixepoch('2026-11-26T01:30:00Z')"),
+                 1);
+    cr_assert_eq(count_rows("SELECT count(*) FROM deadlines WHERE kind=1 AND step=1 AND "
+                            "due_at=unixepoch('2026-12-04T09:30:00Z')"),
+                 1);
 }
 
 Test(engine, join_all_waits_for_every_assignee)
@@ -664,5 +671,29 @@ Test(engine, deadlines_missed_while_down_fire_once_after_restart)
     int64_t tickets, events;
     char broken[100] = "";
     cr_assert_eq(wh_engine_verify(eng, &tickets, &events, broken, sizeof(broken)), 0, "%s", broken);
+    free(id);
+}
+
+Test(engine, clock_ladder_reminds_before_and_escalates_at_the_due_time)
+{
+    char *id = report_all();
+    tick_at("2026-12-04T17:29:59+08:00");
+    cr_assert_eq(count_rows("SELECT count(*) FROM events WHERE event='escalated'"), 0);
+    tick_at("2026-12-04T17:30:00+08:00"); /* 催办: one workday before the 7-workday clock */
+    cr_assert_eq(escalated_to("fire-brigade", 1), 1);
+    cr_assert_eq(escalated_to("city-supervision", 1), 0);
+    tick_at("2026-12-07T17:30:00+08:00");
+    cr_assert_eq(count_rows("SELECT count(*) FROM events WHERE event='breached' AND "
+                            "json_extract(data,'$.clock')='resolve'"),
+                 1);
+    cr_assert_eq(escalated_to("fire-brigade", 2), 1);
+    cr_assert_eq(escalated_to("city-supervision", 2), 1, "supervisors at the due time");
+    json_t *t = NULL;
+    cr_assert_eq(wh_engine_ticket(eng, id, NULL, &t), 0);
+    json_t *c = json_array_get(json_object_get(t, "clocks"), 0);
+    cr_assert(json_is_true(json_object_get(c, "breached")));
+    cr_assert_eq(json_integer_value(json_object_get(t, "escalation_level")), 2);
+    json_decref(t);
+    cr_assert_eq(count_rows("SELECT count(*) FROM deadlines"), 0, "the ladder is done");
     free(id);
 }
