@@ -152,6 +152,8 @@ int wh_engine_open(const wh_engine_options_t *opt, wh_engine_t **out, char *err,
     e->max_queued = opt->max_queued ? opt->max_queued : DEFAULT_MAX_QUEUED;
     rc = wh_store_open(opt->db_path, opt->durability_full, false, &e->store, err, errlen);
     if (rc == 0)
+        wh_store_set_busy_timeout(e->store, opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 200);
+    if (rc == 0)
         rc = store_workflows(e, err, errlen);
     if (rc == 0)
         rc = load_last_rid(e);

@@ -43,7 +43,8 @@ typedef struct {
     const wh_tz_t *tz; /* zone times are shown in */
     wh_now_fn now;     /* NULL: the system clock */
     void *now_arg;
-    size_t max_queued; /* changes waiting for a commit before WH_EBUSY; 0 = 10000 */
+    size_t max_queued;   /* changes waiting for a commit before WH_EBUSY; 0 = 10000 */
+    int busy_timeout_ms; /* wait for another process's write lock; 0 = 200 ms */
 } wh_engine_options_t;
 
 /* A raise request (SPEC §4 POST /v1/tickets), already type-checked. */

@@ -93,6 +93,11 @@ int wh_store_err(wh_store_t *s, int rc)
     }
 }
 
+void wh_store_set_busy_timeout(wh_store_t *s, int ms)
+{
+    sqlite3_busy_timeout(s->db, ms);
+}
+
 const char *wh_store_errmsg(const wh_store_t *s)
 {
     return s->errmsg;

@@ -28,6 +28,10 @@ int wh_store_open(const char *path, bool full, bool read_only, wh_store_t **out,
                   size_t errlen);
 /* Accepts NULL. */
 void wh_store_close(wh_store_t *s);
+/* How long a write waits for another process's lock before failing with
+ * WH_ESTORAGE (the default at open is 5 s; the engine sets less, because
+ * the loop cannot serve anyone while it waits). */
+void wh_store_set_busy_timeout(wh_store_t *s, int ms);
 /* SQLite's message for the last failure. */
 const char *wh_store_errmsg(const wh_store_t *s);
 sqlite3 *wh_store_db(wh_store_t *s);

@@ -697,3 +697,70 @@ Test(engine, clock_ladder_reminds_before_and_escalates_at_the_due_time)
     cr_assert_eq(count_rows("SELECT count(*) FROM deadlines"), 0, "the ladder is done");
     free(id);
 }
+
+Test(engine, a_locked_database_fails_the_batch_and_the_engine_recovers)
+{
+    sqlite3 *other;
+    cr_assert_eq(sqlite3_open(dbpath, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    outcome_t o = raise_with("xintan-street", "fire-safety", NULL, 0, NULL, NULL);
+    cr_assert_eq(o.status, 503, "%d %s", o.status, o.message);
+    cr_assert_eq(o.err, WH_ESTORAGE);
+    cr_assert_eq(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    char *id = raise_ok(NULL, 0);
+    cr_assert_str_eq(id, "T00000001", "the refused raise never got a number");
+    cr_assert_eq(count_rows("SELECT count(*) FROM tickets"), 1);
+    free(id);
+}
+
+/* A running ticket keeps the definition it started on when a new version of
+ * its workflow is loaded. */
+Test(engine, tickets_keep_the_workflow_version_they_started_on)
+{
+    char *old = raise_ok(NULL, 0), path[300], cmd[700];
+    wh_workflow_t *v2 = NULL;
+    wh_diag_t *diag = wh_diag_new();
+
+    close_engine();
+    /* version 2: reporting needs a note */
+    snprintf(path, sizeof(path), "%.*s/street-whistle-v2.yaml",
+             (int)(strlen(dbpath) - strlen("/db/whistle.db")), dbpath);
+    snprintf(cmd, sizeof(cmd),
+             "sed -e 's/^version: 1 /version: 2 /' -e 's/report:     { from: whistled, to: "
+             "reported, by: assignee, join: all }/report: { from: whistled, to: reported, by: "
+             "assignee, join: all, require: [note] }/' %s/workflows/street-whistle.yaml > %s",
+             WH_SOURCE_DIR, path);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(wh_workflow_load(path, &cfg->dir, diag, &v2), 0);
+    cr_assert_eq(v2->version, 2);
+    wfs[0] = v2;
+    open_engine();
+
+    outcome_t o = fire("fire-brigade", old, "report", NULL);
+    cr_assert_eq(o.status, 200, "version 1 needs no note: %s", o.message);
+    json_decref(o.ticket);
+    o = raise_with("xintan-street", "fire-safety", NULL, 0, NULL, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(o.ticket, "version")), 2);
+    char *fresh = strdup(json_string_value(json_object_get(o.ticket, "id")));
+    json_decref(o.ticket);
+    o = fire("fire-brigade", fresh, "report", NULL);
+    cr_assert_eq(o.err, WH_EMISSING_FIELD, "version 2 needs a note");
+
+    /* version 1 is no longer loaded at all (wfs holds v2 and machine-street): the
+     * old ticket's definition comes back from the database */
+    json_t *t = NULL;
+    cr_assert_eq(wh_engine_ticket(eng, old, NULL, &t), 0);
+    cr_assert_eq(json_integer_value(json_object_get(t, "version")), 1);
+    json_decref(t);
+    o = fire("fire-brigade", old, "resolve", NULL);
+    cr_assert_eq(o.status, 200, "%s", o.message);
+    cr_assert_str_eq(state_of(&o), "resolved");
+    json_decref(o.ticket);
+    close_engine();
+    wfs[0] = wf;
+    wh_workflow_free(v2);
+    wh_diag_free(diag);
+    free(old);
+    free(fresh);
+}
