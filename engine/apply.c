@@ -130,9 +130,11 @@ static bool item_after(item_t a, item_t b)
     return a.time > b.time || (a.time == b.time && a.step > b.step);
 }
 
-/* The first item after `after`, or false when the ladder has no more. */
+/* The first item after `after`, or false when the ladder has no more. Steps
+ * numbered up to `sent` are left out (a resumed ladder's steps that already
+ * went out). */
 static bool next_item(const wh_engine_t *e, const wh_workflow_t *wf, int escalate, bool with_breach,
-                      int64_t due, item_t after, item_t *out)
+                      int64_t due, item_t after, int64_t sent, item_t *out)
 {
     const wh_calendar_t *cal = wh_engine_calendar(e, wf);
     bool found = false;
@@ -144,7 +146,7 @@ static bool next_item(const wh_engine_t *e, const wh_workflow_t *wf, int escalat
     }
     for (size_t k = 0; escalate >= 0 && k < wf->escalations[escalate].nsteps; k++) {
         c = (item_t){ add_dur(cal, due, wf->escalations[escalate].steps[k].at), (int64_t)k + 1 };
-        if (item_after(c, after) && (!found || item_after(*out, c))) {
+        if (c.step > sent && item_after(c, after) && (!found || item_after(*out, c))) {
             *out = c;
             found = true;
         }
@@ -161,13 +163,16 @@ static void item_key(char *key, size_t len, const wh_ticket_t *t, int kind, cons
              (long long)epoch, (long long)step);
 }
 
+/* Writes the row of the ladder's first item, leaving out steps up to
+ * `sent`. */
 static int schedule(wh_engine_t *e, const wh_workflow_t *wf, const wh_ticket_t *t, int kind,
-                    const char *ref, int64_t epoch, int64_t due, int escalate, bool with_breach)
+                    const char *ref, int64_t epoch, int64_t due, int escalate, bool with_breach,
+                    int64_t sent)
 {
     item_t first;
     char key[200];
 
-    if (!next_item(e, wf, escalate, with_breach, due, (item_t){ INT64_MIN, -1 }, &first))
+    if (!next_item(e, wf, escalate, with_breach, due, (item_t){ INT64_MIN, -1 }, sent, &first))
         return 0;
     item_key(key, sizeof(key), t, kind, ref, epoch, first.step);
     return insert_deadline(e, t, key, first.time, kind, ref, first.step, false);
@@ -181,9 +186,14 @@ static int schedule_state(wh_engine_t *e, const wh_workflow_t *wf, wh_ticket_t *
     if (!s->has_deadline)
         return 0;
     t->due_at = add_dur(wh_engine_calendar(e, wf), now, s->within);
-    return schedule(e, wf, t, DEADLINE_STATE, s->name, t->visit, t->due_at, s->escalate, true);
+    return schedule(e, wf, t, DEADLINE_STATE, s->name, t->visit, t->due_at, s->escalate, true, 0);
 }
 
+/* Re-arms a running clock's ladder: whole when it starts or its due time is
+ * extended (its level was reset), or, when it resumes, without the steps that
+ * went out before the pause (up to its level) and without a breach already
+ * logged: the ladder waited, it did not start again. A repeating step that
+ * went out does not resume its repeats. */
 static int schedule_clock(wh_engine_t *e, const wh_workflow_t *wf, const wh_ticket_t *t,
                           const wh_tclock_t *c)
 {
@@ -193,7 +203,7 @@ static int schedule_clock(wh_engine_t *e, const wh_workflow_t *wf, const wh_tick
     if (rc != 0 || ci < 0 || c->status != WH_CLOCK_RUNNING)
         return rc;
     return schedule(e, wf, t, DEADLINE_CLOCK, c->name, c->due_at, c->due_at,
-                    wf->clocks[ci].escalate, !c->breached);
+                    wf->clocks[ci].escalate, !c->breached, c->level);
 }
 
 /* ---- clocks ---- */
@@ -248,7 +258,7 @@ static int apply_clocks(wh_engine_t *e, const wh_workflow_t *wf, wh_ticket_t *t,
     for (size_t ci = 0; rc == 0 && ci < wf->nclocks; ci++) {
         const wh_clock_t *def = &wf->clocks[ci];
         wh_tclock_t *c = NULL;
-        bool changed;
+        bool changed, extended = false, resumed;
         for (size_t i = 0; i < t->nclocks && c == NULL; i++)
             if (strcmp(t->clocks[i].name, def->name) == 0)
                 c = &t->clocks[i];
@@ -259,6 +269,8 @@ static int apply_clocks(wh_engine_t *e, const wh_workflow_t *wf, wh_ticket_t *t,
         if (rc != 0)
             break;
         changed = c->status != res->clocks[ci];
+        resumed = (c->status == WH_CLOCK_PAUSED || c->status == WH_CLOCK_STOPPED) &&
+                  res->clocks[ci] == WH_CLOCK_RUNNING;
         step_clock(cal, c, res->clocks[ci], def->within[prio < 0 ? 0 : prio], now);
         for (size_t x = 0; x < res->nextends; x++) {
             if (res->extends[x].clock != (int)ci || c->status == WH_CLOCK_IDLE)
@@ -266,9 +278,9 @@ static int apply_clocks(wh_engine_t *e, const wh_workflow_t *wf, wh_ticket_t *t,
             if (c->original_due_at == WH_NULL_TIME)
                 c->original_due_at = c->due_at;
             c->due_at = add_dur(cal, c->due_at, res->extends[x].by);
-            changed = true;
+            changed = extended = true;
         }
-        if (changed && c->status == WH_CLOCK_RUNNING)
+        if (changed && c->status == WH_CLOCK_RUNNING && !(resumed && !extended))
             c->level = 0; /* its ladder is re-armed from the new due time */
         if (changed && (rc = wh_ticket_save_clock(e->store, t, c)) == 0)
             rc = schedule_clock(e, wf, t, c);
@@ -446,6 +458,25 @@ static int check_limits(wh_op_t *op)
     return 0;
 }
 
+/* WGS-84: latitude within ±90, longitude within ±180. */
+static int check_location(wh_op_t *op)
+{
+    static const struct {
+        const char *key;
+        double lim;
+    } coords[] = { { "lat", 90 }, { "lon", 180 } };
+    for (size_t i = 0; op->location != NULL && i < 2; i++) {
+        json_t *v = json_object_get(op->location, coords[i].key);
+        if (v == NULL || json_is_null(v))
+            continue;
+        if (!json_is_number(v) || json_number_value(v) < -coords[i].lim ||
+            json_number_value(v) > coords[i].lim)
+            return refuse(op, WH_EBAD_FIELD, "'location.%s' must be a number between %g and %g",
+                          coords[i].key, -coords[i].lim, coords[i].lim);
+    }
+    return 0;
+}
+
 /* The newest version of the named workflow, or of the only one loaded. */
 static const wh_workflow_t *pick_workflow(const wh_engine_t *e, const char *name, bool *several)
 {
@@ -509,7 +540,7 @@ static int check_raise(wh_engine_t *e, wh_op_t *op, const wh_workflow_t **wf, in
         return refuse(op, WH_EMISSING_FIELD, "category is required");
     if (op->title == NULL)
         return refuse(op, WH_EMISSING_FIELD, "title is required");
-    if (check_limits(op) != 0)
+    if (check_limits(op) != 0 || check_location(op) != 0)
         return op->err;
     *wf = pick_workflow(e, op->workflow, &several);
     if (*wf == NULL && several)
@@ -1050,7 +1081,7 @@ static int run_chain(ladder_t *l, deadline_row_t d, int64_t base, int64_t epoch,
             return rc;
         if (item.step == 0 && !l->is_clock && l->fire >= 0)
             *fire = true;
-        if (!next_item(l->e, l->wf, l->escalate, true, base, item, &next))
+        if (!next_item(l->e, l->wf, l->escalate, true, base, item, 0, &next))
             return 0;
         item = next;
         d.due = next.time;

@@ -366,6 +366,20 @@ static void answer(wh_op_t *op)
         op->cb(&res, op->arg);
 }
 
+/* Idempotency keys live 24 hours; dropping the expired ones rides along with
+ * a batch at most once a minute. A failure only delays it. */
+static void prune(wh_engine_t *e, int64_t now)
+{
+    sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_IDEM_EXPIRE);
+    e->next_prune = now + 60;
+    if (wh_store_savepoint(e->store) != 0)
+        return;
+    if (wh_store_bind(e->store, st, "i", now - 24 * 3600) == 0 && wh_store_exec(e->store, st) == 0)
+        wh_store_release(e->store);
+    else
+        wh_store_rollback_to(e->store);
+}
+
 /* Commits everything queued in one transaction, then answers each caller. */
 static void run_batch(wh_engine_t *e)
 {
@@ -380,6 +394,8 @@ static void run_batch(wh_engine_t *e)
     rc = wh_store_begin(e->store);
     for (wh_op_t *op = batch; rc == 0 && op != NULL; op = op->next)
         apply_one(e, op, now);
+    if (rc == 0 && now >= e->next_prune)
+        prune(e, now);
     if (rc == 0)
         rc = wh_store_commit(e->store);
     if (rc != 0) {
@@ -394,11 +410,14 @@ static void run_batch(wh_engine_t *e)
             snprintf(op->message, sizeof(op->message), "%s", wh_strerror(WH_ESTORAGE));
         }
         if (op->kind == WH_OP_DEADLINE && op->err != 0 && !e->closing) {
-            /* Its row is still there (rolled back): try again shortly rather
-             * than spin on a store that cannot commit. */
-            fprintf(stderr, "whistle: deadline %lld: %s; retrying in 5 s\n",
-                    (long long)op->deadline, op->message);
-            wh_sched_push(e, op->deadline, now + 5);
+            /* Its row is still there (rolled back). A store that cannot commit
+             * now may later: try again shortly rather than spin. Any other
+             * failure would fail again: the row waits for the next start. */
+            bool transient = op->err == WH_ESTORAGE || op->err == WH_ENOMEM;
+            fprintf(stderr, "whistle: deadline %lld: %s; %s\n", (long long)op->deadline,
+                    op->message, transient ? "retrying in 5 s" : "left for the next start");
+            if (transient)
+                wh_sched_push(e, op->deadline, now + 5);
         }
         answer(op);
         free_op(op);

@@ -47,6 +47,7 @@ struct wh_engine_s {
     size_t queued;
     size_t max_queued;
     int64_t last_rid;
+    int64_t next_prune; /* when expired idempotency keys are next deleted */
     bool closing;
     int open_handles;
     /* Definitions of pinned versions no longer in opt.workflows, parsed

@@ -354,10 +354,6 @@ static int accept(const wh_workflow_t *wf, const wh_orgdir_t *dir, const wh_mach
     int rc;
 
     res->progress_assignee = join;
-    /* Passed through on every accepted firing; the store ignores a clock
-     * that has not started. */
-    res->extends = ev->extends;
-    res->nextends = ev->nextends;
     rc = merge_assignees(dir, t, f, (ev->require & WH_REQUIRE_ASSIGNEES) != 0, res);
     if (rc != 0)
         return rc;
@@ -368,6 +364,11 @@ static int accept(const wh_workflow_t *wf, const wh_orgdir_t *dir, const wh_mach
         res->join_partial = true;
         return 0;
     }
+    /* Only an event that takes effect pushes clocks out: a join-partial
+     * firing must not extend once per assignee. The store ignores a clock
+     * that has not started. */
+    res->extends = ev->extends;
+    res->nextends = ev->nextends;
     res->to = ev->to;
     res->cancel_deadline = true;
     return enter_state(wf, dir, t, actor, res);

@@ -120,8 +120,9 @@ typedef struct {
  * another role in `by` (e.g. a supervisor) is not part of the join: its
  * firing moves the ticket at once (progress_assignee = -1).
  *
- * extends is set on every accepted firing, join_partial ones included; the
- * store ignores clocks that have not started. A refused result has only err,
+ * extends is set when the event takes effect (never on a join-partial
+ * firing, so a join does not extend once per assignee); the store ignores
+ * clocks that have not started. A refused result has only err,
  * detail, event, from = to = the current state. The result must be released
  * with wh_mach_result_free, also when refused (it is safe on a zeroed one).
  * Returns res->err. */

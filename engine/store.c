@@ -83,10 +83,8 @@ int wh_store_err(wh_store_t *s, int rc)
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
         return WH_ECORRUPT;
-    case SQLITE_CONSTRAINT:
     case SQLITE_MISMATCH:
     case SQLITE_RANGE:
-    case SQLITE_TOOBIG:
         return WH_EINVAL;
     default: /* BUSY, LOCKED, FULL, READONLY, IOERR, CANTOPEN, PERM … */
         return WH_ESTORAGE;

@@ -175,7 +175,7 @@ static bool name_of(ctx_t *c, const wh_ynode_t *n, const char *kind, const char 
         return false;
     }
     if (!wh_name_valid(n->str)) {
-        ERR(c, n, "bad %s name '%s' (use [a-z0-9-]+)", kind, n->str);
+        ERR(c, n, "bad %s name '%s' (use [a-z0-9-], at most 64 characters)", kind, n->str);
         return false;
     }
     *out = n->str;
@@ -391,7 +391,7 @@ static bool who_of(ctx_t *c, const wh_ynode_t *n, bool notify, wh_who_t *out)
         return false;
     }
     if (!wh_name_valid(s)) {
-        ERR(c, n, "bad org id '%s' (use [a-z0-9-]+)", s);
+        ERR(c, n, "bad org id '%s' (use [a-z0-9-], at most 64 characters)", s);
         return false;
     }
     out->type = WH_WHO_ORG;
@@ -982,7 +982,7 @@ static void parse_route(ctx_t *c, const wh_ynode_t *key, const wh_ynode_t *val, 
     for (size_t j = 0; j < l.n; j++) {
         const wh_ynode_t *o = l.v[j];
         if (o->type != WH_YNODE_SCALAR || !wh_name_valid(o->str)) {
-            ERR(c, o, "bad org id '%s' (use [a-z0-9-]+)",
+            ERR(c, o, "bad org id '%s' (use [a-z0-9-], at most 64 characters)",
                 o->type == WH_YNODE_SCALAR ? o->str : "?");
             continue;
         }

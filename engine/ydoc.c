@@ -560,7 +560,7 @@ bool wh_ynode_str(const wh_ydoc_t *doc, const wh_ynode_t *node, const char *what
 
 bool wh_name_valid(const char *s)
 {
-    if (s == NULL || *s == '\0')
+    if (s == NULL || *s == '\0' || strlen(s) > WH_NAME_MAX)
         return false;
     for (; *s != '\0'; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))

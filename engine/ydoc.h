@@ -86,7 +86,10 @@ void wh_ynode_error(const wh_ydoc_t *doc, const wh_ynode_t *node, wh_diag_t *dia
 void wh_ynode_warning(const wh_ydoc_t *doc, const wh_ynode_t *node, wh_diag_t *diag,
                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-/* Whether s matches [a-z0-9-]+ (names of workflows, states, events, orgs…). */
+/* Names are short: they are keys in rows, logs and URLs. */
+#define WH_NAME_MAX 64
+
+/* Whether s matches [a-z0-9-]{1,64} (names of workflows, states, events, orgs…). */
 bool wh_name_valid(const char *s);
 
 #endif

@@ -291,16 +291,15 @@ static int get_orgs(json_t *obj, const char ***out, size_t *n, bool *has, refusa
     return 0;
 }
 
-static int get_coord(json_t *loc, const char *key, double lim, refusal_t *f)
+/* Only the type here (400); the range is the engine's to check, after it
+ * has decided whether the org may raise at all (403 before 422). */
+static int get_coord(json_t *loc, const char *key, refusal_t *f)
 {
     json_t *v = json_object_get(loc, key);
     if (v == NULL || json_is_null(v))
         return 0;
     if (!json_is_number(v))
         return refuse(f, 400, "bad_request", "'location.%s' must be a number", key);
-    if (json_number_value(v) < -lim || json_number_value(v) > lim)
-        return refuse(f, 422, "invalid_field", "'location.%s' must be between %g and %g", key, -lim,
-                      lim);
     return 0;
 }
 
@@ -321,7 +320,7 @@ static int get_location(json_t *obj, json_t **out, refusal_t *f)
     for (int i = 0; i < 2; i++)
         if (!json_is_null(m = json_object_get(v, keys[i])) && m != NULL && !json_is_string(m))
             return refuse(f, 400, "bad_request", "'location.%s' must be a string", keys[i]);
-    if (get_coord(v, "lat", 90, f) != 0 || get_coord(v, "lon", 180, f) != 0)
+    if (get_coord(v, "lat", f) != 0 || get_coord(v, "lon", f) != 0)
         return -1;
     if ((*out = json_object()) == NULL)
         return refuse(f, 503, "unavailable", "out of memory");
@@ -506,6 +505,20 @@ static int check_query(wh_http_req_t *r, const char *const *allowed, refusal_t *
     return 0;
 }
 
+/* An RFC 3339 time from a query string. A '+' in an offset that was not
+ * percent-encoded arrives as a space (form decoding): read it as '+'. */
+static int parse_time_query(const char *s, int64_t *out)
+{
+    char buf[64];
+    size_t n = strlen(s);
+    if (n >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, n + 1);
+    if (n > 6 && buf[n - 6] == ' ')
+        buf[n - 6] = '+';
+    return wh_time_parse(buf, out);
+}
+
 static int parse_int(const char *s, long long lo, long long hi, long long *out)
 {
     char *end;
@@ -605,9 +618,10 @@ static int parse_list_query(wh_http_req_t *r, wh_list_query_t *q, list_bufs_t *b
     if (overdue != NULL && strcmp(overdue, "true") != 0 && strcmp(overdue, "false") != 0)
         return refuse(f, 400, "bad_request", "'overdue' must be true or false");
     q->overdue = overdue != NULL && strcmp(overdue, "true") == 0;
-    if (upd != NULL && wh_time_parse(upd, &q->updated_after) != 0)
+    if (upd != NULL && parse_time_query(upd, &q->updated_after) != 0)
         return refuse(f, 400, "bad_request",
-                      "'updated_after' must be an RFC 3339 time (2026-11-26T09:30:00+08:00)");
+                      "'updated_after' must be an RFC 3339 time (2026-11-26T09:30:00%%2B08:00 "
+                      "in a URL)");
     q->has_updated_after = upd != NULL;
     if (limit != NULL && parse_int(limit, 1, 200, &lim) != 0)
         return refuse(f, 400, "bad_request", "'limit' must be an integer from 1 to 200");

@@ -285,7 +285,8 @@ static void finish(server_t *s)
 static void on_drain(uv_timer_t *t)
 {
     server_t *s = t->data;
-    bool idle = wh_engine_queued(s->engine) == 0 && wh_http_inflight(s->http) == 0;
+    bool idle = (s->engine == NULL || wh_engine_queued(s->engine) == 0) &&
+                wh_http_inflight(s->http) == 0;
     if (idle || uv_now(&s->loop) >= s->stop_deadline)
         finish(s);
 }
@@ -318,6 +319,11 @@ static void on_reload(uv_signal_t *sig, int signum)
         fputs("whistle: warning: a new listen address takes effect at the next start\n", stderr);
     wh_engine_close(s->engine);
     s->engine = NULL;
+    {
+        /* Until an engine is open again, requests get 503, never the closed one. */
+        wh_api_state_t none = { 0 };
+        wh_api_set(s->api, &none);
+    }
     if (open_engine(s, nb) != 0) {
         bundle_free(nb);
         fputs("whistle: reload failed; the running configuration stays\n", stderr);

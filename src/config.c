@@ -418,7 +418,7 @@ static void load_calendar(ld_t *ld, const wh_ypair_t *p)
     const char *s, *path;
 
     if (!wh_name_valid(p->key->str)) {
-        ERR(ld, p->key, "calendar name '%s' must match [a-z0-9-]+", p->key->str);
+        ERR(ld, p->key, "calendar name '%s' must be 1-64 characters of [a-z0-9-]", p->key->str);
         return;
     }
     if (!wh_ynode_str(ld->doc, p->value, "calendar path", ld->diag, &s))
@@ -691,7 +691,7 @@ static void load_org_id(ld_t *ld, size_t i, const wh_ynode_t *m)
     if (rc <= 0)
         return;
     if (!wh_name_valid(s))
-        ERR(ld, n, "org id '%s' must match [a-z0-9-]+", s);
+        ERR(ld, n, "org id '%s' must be 1-64 characters of [a-z0-9-]", s);
     else if (reserved_id(s))
         ERR(ld, n, "org id '%s' is reserved (a role or kind name)", s);
     else if ((first = find_org(ld, s, i)) >= 0)

@@ -373,7 +373,7 @@ Test(config, calendars)
     expect_bad("calendars:\n  workdays: missing.yaml\n  Bad_Name: cn.yaml\n  ok: cn.yaml\n" MINIMAL,
                "whistle.yaml:2:13: error: cannot read calendar file 'missing.yaml': No such "
                "file or directory\n"
-               "whistle.yaml:3:3: error: calendar name 'Bad_Name' must match [a-z0-9-]+\n");
+               "whistle.yaml:3:3: error: calendar name 'Bad_Name' must be 1-64 characters of [a-z0-9-]\n");
 }
 
 Test(config, durability)
@@ -418,7 +418,7 @@ Test(config, org_ids)
                     "  - { id: supervisors, name: S, kind: supervisor }\n"
                     "  - { id: department, name: S, kind: department }\n"
                     "  - { id: a, name: A2, kind: street }\n",
-               "whistle.yaml:7:11: error: org id 'Fire_Brigade' must match [a-z0-9-]+\n"
+               "whistle.yaml:7:11: error: org id 'Fire_Brigade' must be 1-64 characters of [a-z0-9-]\n"
                "whistle.yaml:8:11: error: org id 'system' is reserved (a role or kind name)\n"
                "whistle.yaml:9:11: error: org id 'supervisors' is reserved (a role or kind "
                "name)\n"

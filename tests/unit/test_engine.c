@@ -478,6 +478,7 @@ Test(engine, idempotency_key_replays_and_refuses_another_body)
     outcome_t e = raise_with("xintan-street", "fire-safety", NULL, 0, "key-1", "digest-b");
     cr_assert_eq(e.status, 201, "keys expire after 24 h");
     cr_assert(!e.replayed);
+    cr_assert_eq(count_rows("SELECT count(*) FROM idempotency"), 1, "expired keys are deleted");
     json_decref(a.ticket);
     json_decref(b.ticket);
     json_decref(d.ticket);
@@ -763,4 +764,31 @@ Test(engine, tickets_keep_the_workflow_version_they_started_on)
     wh_diag_free(diag);
     free(old);
     free(fresh);
+}
+
+Test(engine, a_resumed_clock_ladder_does_not_send_its_steps_again)
+{
+    char *id = report_all();
+    wh_fire_req_t wait = { .event = "wait-residents", .note = "居民不在家" };
+    wh_fire_req_t resume = { .event = "resume" };
+    tick_at("2026-12-04T17:30:00+08:00"); /* the 催办 reminder goes out */
+    cr_assert_eq(escalated_to("fire-brigade", 1), 1);
+    fake_now = at("2026-12-07T09:00:00+08:00");
+    outcome_t o = fire_req("fire-brigade", id, &wait);
+    cr_assert_eq(o.status, 200, "%s", o.message);
+    json_decref(o.ticket);
+    cr_assert_eq(count_rows("SELECT count(*) FROM deadlines WHERE kind=1"), 0, "its ladder waits");
+    fake_now = at("2026-12-07T10:00:00+08:00");
+    o = fire_req("xintan-street", id, &resume);
+    cr_assert_eq(o.status, 200, "%s", o.message);
+    /* due Mon 17:30 moved by the hour paused: Tue 12-08 09:30 */
+    cr_assert_str_eq(clock_field(o.ticket, "resolve", "due_at"), "2026-12-08T09:30:00+08:00");
+    cr_assert_eq(json_integer_value(json_object_get(o.ticket, "escalation_level")), 1);
+    json_decref(o.ticket);
+    tick_at("2026-12-07T17:30:00+08:00"); /* -1 workday from the new due time */
+    tick_at("2026-12-08T09:30:00+08:00");
+    cr_assert_eq(escalated_to("fire-brigade", 1), 1, "the reminder is not sent again");
+    cr_assert_eq(escalated_to("fire-brigade", 2), 1);
+    cr_assert_eq(escalated_to("city-supervision", 2), 1);
+    free(id);
 }

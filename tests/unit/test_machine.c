@@ -1170,3 +1170,41 @@ Test(machine, shipped_street_whistle)
     wh_mach_result_free(&r);
     wh_workflow_free(w);
 }
+
+/* A join event that extends a clock extends it once, when the ticket moves,
+ * not once per assignee's firing. */
+Test(machine, join_partial_firing_does_not_extend)
+{
+    static const char yaml[] = "workflow: join-extends\n"
+                               "version: 1\n"
+                               "states:\n"
+                               "  open: { initial: true }\n"
+                               "  done: { final: true }\n"
+                               "clocks:\n"
+                               "  resolve: { starts: open, stops: [done], within: 2 workdays }\n"
+                               "transitions:\n"
+                               "  finish: { from: open, to: done, by: assignee, join: all,\n"
+                               "            extends: { resolve: 1 workday } }\n";
+    wh_workflow_t *w = load_buffer("join-extends.yaml", yaml);
+    const char *ids[] = { ID(FIRE), ID(MARKET) };
+    wh_mach_result_t r;
+    tk_t k;
+
+    memset(&k, 0, sizeof k);
+    tk_bind(&k);
+    k.t.raiser = ID(STREET);
+    cr_assert_eq(wh_mach_raise(w, &dir, ID(STREET), 0, ids, 2, &r), 0);
+    apply(&k, w, &r);
+    wh_mach_result_free(&r);
+
+    cr_assert_eq(wh_mach_fire(w, &dir, &k.t, ID(MARKET), "finish", NULL, &r), 0);
+    cr_assert(r.join_partial);
+    cr_assert_eq(r.nextends, 0);
+    apply(&k, w, &r);
+    wh_mach_result_free(&r);
+    cr_assert_eq(wh_mach_fire(w, &dir, &k.t, ID(FIRE), "finish", NULL, &r), 0);
+    cr_assert(r.entered);
+    cr_assert_eq(r.nextends, 1);
+    wh_mach_result_free(&r);
+    wh_workflow_free(w);
+}

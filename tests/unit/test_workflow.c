@@ -265,8 +265,8 @@ Test(workflow, bad_names)
 {
     EXPECT("workflow: T\nversion: 1\nstates:\n  a: { initial: true }\n  B_1: { final: true }\n"
            "transitions:\n  go: { from: a, to: B_1, by: raiser }\n",
-           "t.yaml:1:11: error: bad workflow name 'T' (use [a-z0-9-]+)",
-           "t.yaml:5:3: error: bad state name 'B_1' (use [a-z0-9-]+)");
+           "t.yaml:1:11: error: bad workflow name 'T' (use [a-z0-9-], at most 64 characters)",
+           "t.yaml:5:3: error: bad state name 'B_1' (use [a-z0-9-], at most 64 characters)");
 }
 
 Test(workflow, bad_version)
@@ -422,7 +422,7 @@ Test(workflow, who_rules)
            "t.yaml:7:30: error: 'assignees' is a notify target and cannot fire events (use "
            "'assignee')",
            "t.yaml:7:41: error: use the singular 'supervisor' in by",
-           "t.yaml:7:54: error: bad org id 'Bad' (use [a-z0-9-]+)",
+           "t.yaml:7:54: error: bad org id 'Bad' (use [a-z0-9-], at most 64 characters)",
            "t.yaml:9:7: error: 'assignee' is not a notify target (use 'assignees')",
            "t.yaml:9:17: error: 'system' is not a notify target");
 }
@@ -523,7 +523,7 @@ Test(workflow, check_orgs_warnings)
 Test(workflow, several_errors_reported_in_one_run)
 {
     static const char *const want[] = {
-        "many-errors.yaml:1:11: error: bad workflow name 'Bad_Name' (use [a-z0-9-]+)",
+        "many-errors.yaml:1:11: error: bad workflow name 'Bad_Name' (use [a-z0-9-], at most 64 characters)",
         "many-errors.yaml:2:10: error: version must be between 1 and 2147483647",
         "many-errors.yaml:3:1: error: unknown key 'colour'",
         "many-errors.yaml:4:30: error: duplicate priority 'urgent'",
@@ -567,7 +567,7 @@ Test(workflow, several_errors_reported_in_one_run)
         "many-errors.yaml:26:3: error: unknown state 'nowhere'",
         "many-errors.yaml:27:10: error: 'system' is not a notify target",
         "many-errors.yaml:29:9: error: route 'fire' must not be empty",
-        "many-errors.yaml:30:3: error: bad category name 'Fire' (use [a-z0-9-]+)",
+        "many-errors.yaml:30:3: error: bad category name 'Fire' (use [a-z0-9-], at most 64 characters)",
         "many-errors.yaml:32:3: error: service 'water' has no route",
         "many-errors.yaml:34:13: error: unknown event 'nothing'",
     };
@@ -683,7 +683,7 @@ Test(cli, validate)
     cr_assert_eq(
         run_cli("validate tests/data/workflows/many-errors.yaml", line, sizeof(line), true), 1);
     cr_assert_str_eq(line, "tests/data/workflows/many-errors.yaml:1:11: error: bad workflow "
-                           "name 'Bad_Name' (use [a-z0-9-]+)");
+                           "name 'Bad_Name' (use [a-z0-9-], at most 64 characters)");
     cr_assert_eq(run_cli("validate", line, sizeof(line), true), 2);
     cr_assert_eq(
         run_cli("validate --bogus workflows/street-whistle.yaml", line, sizeof(line), true), 2);
@@ -749,7 +749,7 @@ Test(cli, graph)
     cr_assert_eq(run_cli("graph tests/data/workflows/many-errors.yaml", line, sizeof(line), true),
                  1);
     cr_assert_str_eq(line, "tests/data/workflows/many-errors.yaml:1:11: error: bad workflow "
-                           "name 'Bad_Name' (use [a-z0-9-]+)");
+                           "name 'Bad_Name' (use [a-z0-9-], at most 64 characters)");
     cr_assert_eq(run_cli("graph", line, sizeof(line), true), 2);
     cr_assert_eq(run_cli("graph a.yaml b.yaml", line, sizeof(line), true), 2);
 }
