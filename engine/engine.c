@@ -423,6 +423,7 @@ static void run_batch(wh_engine_t *e)
         free_op(op);
     }
     wh_sched_arm(e);
+    wh_outbox_kick(e);
 }
 
 static void check_cb(uv_check_t *h)
@@ -450,6 +451,7 @@ void wh_engine_close(wh_engine_t *e)
         return;
     e->closing = true;
     run_batch(e);
+    wh_outbox_close(e);
     wh_store_close(e->store);
     e->store = NULL;
     if (e->timer.data == e)
@@ -460,13 +462,44 @@ void wh_engine_close(wh_engine_t *e)
 
 /* ---- reads ---- */
 
+/* Times inside an event's data are kept in UTC ("…Z"), as the hash is taken
+ * (SPEC §6); shown, they take the configured offset like every other time
+ * (SPEC §4). Returns a new reference: data itself, or a converted copy. */
+static json_t *local_times(json_t *data, const wh_tz_t *tz)
+{
+    const char *key;
+    json_t *v, *copy;
+    size_t i;
+
+    if (json_is_array(data)) {
+        copy = json_array();
+        json_array_foreach(data, i, v) json_array_append_new(copy, local_times(v, tz));
+        return copy;
+    }
+    if (!json_is_object(data))
+        return json_incref(data);
+    copy = json_object();
+    json_object_foreach(data, key, v)
+    {
+        size_t n = strlen(key);
+        int64_t t;
+        if (json_is_string(v) && n > 3 && strcmp(key + n - 3, "_at") == 0 &&
+            wh_time_parse(json_string_value(v), &t) == 0)
+            json_object_set_new(copy, key, wh_time_json(t, tz));
+        else
+            json_object_set_new(copy, key, local_times(v, tz));
+    }
+    return copy;
+}
+
 json_t *wh_event_json_data(int64_t seq, int64_t at, const char *event, const char *actor,
                            const char *from, const char *to, const char *note, json_t *data,
                            const char *hash, const wh_tz_t *tz)
 {
-    return json_pack("{s:I,s:o,s:s,s:s,s:s?,s:s?,s:s?,s:O,s:s}", "seq", (json_int_t)seq, "at",
+    json_t *shown = local_times(data, tz);
+    return json_pack("{s:I,s:o,s:s,s:s,s:s?,s:s?,s:s?,s:o,s:s}", "seq", (json_int_t)seq, "at",
                      wh_time_json(at, tz), "event", event, "actor", actor, "from", from, "to", to,
-                     "note", note, "data", data, "hash", hash);
+                     "note", note, "data", shown, "hash", hash);
 }
 
 json_t *wh_event_json(int64_t seq, int64_t at, const char *event, const char *actor,

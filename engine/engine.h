@@ -20,6 +20,7 @@
 #include "engine/org.h"
 #include "engine/tz.h"
 #include "engine/workflow.h"
+#include "notifiers/notifier.h"
 
 typedef struct wh_engine_s wh_engine_t;
 
@@ -144,5 +145,34 @@ int wh_engine_list(wh_engine_t *e, const char *reader, const wh_list_query_t *q,
  * ticket id and seq of the first broken row; else 0 with the counts. */
 int wh_engine_verify(wh_engine_t *e, int64_t *tickets, int64_t *events, char *broken,
                      size_t brokenlen);
+
+/* ---- outbound messages (SPEC §5) ---- */
+
+/* Where an org's messages go: borrowed, valid while the engine is open. */
+typedef struct {
+    const char *url; /* NULL: the org has no webhook */
+    const unsigned char *secret;
+    size_t secret_len;
+} wh_endpoint_t;
+
+/* Fills *out for org; false when the org has no webhook (its pending
+ * messages then become no_endpoint). */
+typedef bool (*wh_endpoint_fn)(void *arg, const char *org, wh_endpoint_t *out);
+
+typedef struct {
+    wh_notifier_t *notifier; /* must outlive the engine, or be closed after it */
+    wh_endpoint_fn endpoint;
+    void *endpoint_arg;
+    const int64_t *retry_ms; /* delays between attempts (webhooks.retry) */
+    size_t nretry;           /* a message fails after nretry + 1 attempts */
+    size_t max_in_flight;    /* attempts in flight at once; 0 = 256 */
+} wh_engine_outbox_options_t;
+
+/* Starts delivering the outbox through opt->notifier: pending messages due
+ * now go out on the next loop turn, then after every commit and at each
+ * retry time. Without this call messages stay pending. opt is copied; the
+ * retry array must outlive the engine. Returns 0, WH_EINVAL (already set, or
+ * a missing notifier or lookup), WH_ECLOSED, WH_ENOMEM, WH_ESTORAGE. */
+int wh_engine_set_notifier(wh_engine_t *e, const wh_engine_outbox_options_t *opt);
 
 #endif

@@ -54,6 +54,7 @@ struct wh_engine_s {
      * from the database on first use. */
     wh_workflow_t **stored;
     size_t nstored;
+    struct wh_outbox_s *outbox; /* engine/outbox.c; NULL without a notifier */
 };
 
 int64_t wh_engine_now(const wh_engine_t *e);
@@ -103,5 +104,11 @@ json_t *wh_event_json_data(int64_t seq, int64_t at, const char *event, const cha
 json_t *wh_event_json(int64_t seq, int64_t at, const char *event, const char *actor,
                       const char *from, const char *to, const char *note, const char *data,
                       const char *hash, const wh_tz_t *tz);
+
+/* The outbox (engine/outbox.c): after a commit, sends what became due on
+ * the next loop turn; on close, records known outcomes and abandons the
+ * attempts in flight (call before the store closes). */
+void wh_outbox_kick(wh_engine_t *e);
+void wh_outbox_close(wh_engine_t *e);
 
 #endif

@@ -6,6 +6,7 @@
  * and it fires again after the restart, its effects never having landed). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "engine/engine_int.h"
 #include "engine/error.h"
@@ -53,7 +54,16 @@ void wh_sched_arm(wh_engine_t *e)
         uv_timer_stop(&e->timer);
         return;
     }
-    delay_ms = (top->due - wh_engine_now(e)) * 1000;
+    if (e->opt.now == NULL) {
+        /* Due times are whole seconds; measure the wait from the wall clock in
+         * milliseconds, or a timer armed at x.8 s fires 0.8 s late. Firing up
+         * to 1 ms early (libuv may) just re-arms for the rest. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        delay_ms = top->due * 1000 - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    } else {
+        delay_ms = (top->due - wh_engine_now(e)) * 1000;
+    }
     if (delay_ms < 0)
         delay_ms = 0;
     /* A commit may have blocked the loop: refresh its cached time so the

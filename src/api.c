@@ -1,6 +1,7 @@
 /* The HTTP/JSON API (SPEC §4). See api.h. */
 #include "src/api.h"
 #include "engine/jcs.h"
+#include "src/open311.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -742,6 +743,11 @@ void wh_api_handle(wh_http_req_t *r, void *arg)
     char seg[72];
     route_t rt = route(wh_http_path(r), seg, sizeof(seg));
 
+    /* Open311 GeoReport v2 (SPEC §8) has its own routes, auth and errors. */
+    if (wh_open311_owns(wh_http_path(r))) {
+        wh_open311_handle(r, &a->st);
+        return;
+    }
     if (rt == R_NONE) {
         reply_error(r, 404, "not_found", "no such path", NULL);
     } else if (!method_ok(rt, wh_http_method(r))) {

@@ -25,6 +25,7 @@
 #include "engine/error.h"
 #include "engine/tz.h"
 #include "engine/workflow.h"
+#include "notifiers/webhook.h"
 #include "src/api.h"
 #include "src/cmd.h"
 #include "src/config.h"
@@ -55,6 +56,7 @@ typedef struct {
     wh_engine_t *engine;
     wh_api_t *api;
     wh_http_t *http;
+    wh_notifier_t *notifier; /* webhooks (SPEC §5); closed after the engine */
     bool stopping;
     uint64_t stop_deadline;
     int exit_code;
@@ -156,6 +158,29 @@ static void load_workflows(bundle_t *b, wh_diag_t *diag)
     free(names);
 }
 
+/* SPEC §8: a category routed by two different workflows would be two
+ * Open311 services with one service_code, so it stops the start. Versions of
+ * one workflow may share categories. Each clash is reported once, at the
+ * later route, naming the file of the earlier one. */
+static void check_categories(const bundle_t *b, wh_diag_t *diag)
+{
+    for (size_t i = 0; i < b->nwfs; i++)
+        for (size_t r = 0; r < b->wfs[i]->nroutes; r++) {
+            const wh_route_t *rt = &b->wfs[i]->routes[r];
+            for (size_t j = 0; strcmp(rt->category, "default") != 0 && j < i; j++) {
+                /* wh_workflow_route falls back to "default": compare the name. */
+                const wh_route_t *other = wh_workflow_route(b->wfs[j], rt->category);
+                if (strcmp(b->wfs[j]->name, b->wfs[i]->name) == 0 || other == NULL ||
+                    strcmp(other->category, rt->category) != 0)
+                    continue;
+                wh_diag_error(diag, b->wfs[i]->file, rt->pos.line, rt->pos.col,
+                              "category '%s' is also routed by workflow '%s' in %s", rt->category,
+                              b->wfs[j]->name, b->wfs[j]->file);
+                break;
+            }
+        }
+}
+
 /* Loads everything the server runs on; prints every diagnostic. Returns 0
  * and *out, or -1 (nothing kept) when anything is wrong. */
 static int bundle_load(const char *path, bundle_t **out)
@@ -177,6 +202,7 @@ static int bundle_load(const char *path, bundle_t **out)
     }
     load_calendars(b, diag);
     load_workflows(b, diag);
+    check_categories(b, diag);
     if (wh_diag_errors(diag) == 0) {
         *out = b;
         b = NULL;
@@ -191,6 +217,41 @@ out:
 }
 
 /* ---- the engine and the API ---- */
+
+/* The engine asks for an org's webhook by id; the bundle it was opened
+ * with answers (a reload reopens the engine on the new bundle). */
+static bool find_endpoint(void *arg, const char *org, wh_endpoint_t *out)
+{
+    const wh_config_t *cfg = arg;
+    int o = wh_orgdir_find(&cfg->dir, org);
+    if (o < 0 || cfg->webhooks[o].url == NULL)
+        return false;
+    *out = (wh_endpoint_t){ cfg->webhooks[o].url, cfg->webhooks[o].secret,
+                            cfg->webhooks[o].secret_len };
+    return true;
+}
+
+/* Creates the webhook notifier on the first start (its connections outlive
+ * reloads) and hands it to the engine with this bundle's retry policy. */
+static int attach_notifier(server_t *s, bundle_t *b)
+{
+    wh_webhook_options_t wopt = { .loop = &s->loop,
+                                  .timeout_ms = b->cfg->webhook_timeout_ms,
+                                  .max_connections_per_host = b->cfg->max_connections_per_host };
+    wh_engine_outbox_options_t oopt = { .endpoint = find_endpoint,
+                                        .endpoint_arg = b->cfg,
+                                        .retry_ms = b->cfg->webhook_retry_ms,
+                                        .nretry = b->cfg->nwebhook_retry };
+    int rc = s->notifier == NULL ? wh_webhook_new(&wopt, &s->notifier) : 0;
+
+    if (rc == 0) {
+        oopt.notifier = s->notifier;
+        rc = wh_engine_set_notifier(s->engine, &oopt);
+    }
+    if (rc != 0)
+        fprintf(stderr, "whistle: cannot start webhook delivery: %s\n", wh_strerror(rc));
+    return rc;
+}
 
 static int open_engine(server_t *s, bundle_t *b)
 {
@@ -214,7 +275,7 @@ static int open_engine(server_t *s, bundle_t *b)
         return rc;
     }
     st.engine = s->engine;
-    if ((rc = wh_api_set(s->api, &st)) != 0) {
+    if ((rc = attach_notifier(s, b)) != 0 || (rc = wh_api_set(s->api, &st)) != 0) {
         wh_engine_close(s->engine);
         s->engine = NULL;
         fputs("whistle: out of memory\n", stderr);
@@ -272,6 +333,8 @@ static void finish(server_t *s)
     uv_timer_stop(&s->drain);
     wh_engine_close(s->engine); /* commits what is queued and answers it */
     s->engine = NULL;
+    wh_notifier_close(s->notifier); /* abandons attempts in flight: still pending */
+    s->notifier = NULL;
     if (s->api != NULL)
         wh_api_set(s->api, &none);
     wh_http_free(s->http);
@@ -285,8 +348,8 @@ static void finish(server_t *s)
 static void on_drain(uv_timer_t *t)
 {
     server_t *s = t->data;
-    bool idle = (s->engine == NULL || wh_engine_queued(s->engine) == 0) &&
-                wh_http_inflight(s->http) == 0;
+    bool idle =
+        (s->engine == NULL || wh_engine_queued(s->engine) == 0) && wh_http_inflight(s->http) == 0;
     if (idle || uv_now(&s->loop) >= s->stop_deadline)
         finish(s);
 }

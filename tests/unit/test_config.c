@@ -370,10 +370,11 @@ Test(config, timezone)
 Test(config, calendars)
 {
     put("cn.yaml", "x: 1\n");
-    expect_bad("calendars:\n  workdays: missing.yaml\n  Bad_Name: cn.yaml\n  ok: cn.yaml\n" MINIMAL,
-               "whistle.yaml:2:13: error: cannot read calendar file 'missing.yaml': No such "
-               "file or directory\n"
-               "whistle.yaml:3:3: error: calendar name 'Bad_Name' must be 1-64 characters of [a-z0-9-]\n");
+    expect_bad(
+        "calendars:\n  workdays: missing.yaml\n  Bad_Name: cn.yaml\n  ok: cn.yaml\n" MINIMAL,
+        "whistle.yaml:2:13: error: cannot read calendar file 'missing.yaml': No such "
+        "file or directory\n"
+        "whistle.yaml:3:3: error: calendar name 'Bad_Name' must be 1-64 characters of [a-z0-9-]\n");
 }
 
 Test(config, durability)
@@ -413,18 +414,19 @@ Test(config, durations)
 
 Test(config, org_ids)
 {
-    expect_bad(HEAD "orgs:\n" ORG_A "  - { id: Fire_Brigade, name: F, kind: department }\n"
-                    "  - { id: system, name: S, kind: department }\n"
-                    "  - { id: supervisors, name: S, kind: supervisor }\n"
-                    "  - { id: department, name: S, kind: department }\n"
-                    "  - { id: a, name: A2, kind: street }\n",
-               "whistle.yaml:7:11: error: org id 'Fire_Brigade' must be 1-64 characters of [a-z0-9-]\n"
-               "whistle.yaml:8:11: error: org id 'system' is reserved (a role or kind name)\n"
-               "whistle.yaml:9:11: error: org id 'supervisors' is reserved (a role or kind "
-               "name)\n"
-               "whistle.yaml:10:11: error: org id 'department' is reserved (a role or kind "
-               "name)\n"
-               "whistle.yaml:11:11: error: duplicate org id 'a' (first at line 4)\n");
+    expect_bad(
+        HEAD "orgs:\n" ORG_A "  - { id: Fire_Brigade, name: F, kind: department }\n"
+             "  - { id: system, name: S, kind: department }\n"
+             "  - { id: supervisors, name: S, kind: supervisor }\n"
+             "  - { id: department, name: S, kind: department }\n"
+             "  - { id: a, name: A2, kind: street }\n",
+        "whistle.yaml:7:11: error: org id 'Fire_Brigade' must be 1-64 characters of [a-z0-9-]\n"
+        "whistle.yaml:8:11: error: org id 'system' is reserved (a role or kind name)\n"
+        "whistle.yaml:9:11: error: org id 'supervisors' is reserved (a role or kind "
+        "name)\n"
+        "whistle.yaml:10:11: error: org id 'department' is reserved (a role or kind "
+        "name)\n"
+        "whistle.yaml:11:11: error: duplicate org id 'a' (first at line 4)\n");
 }
 
 Test(config, org_kind_name_parent)

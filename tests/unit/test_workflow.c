@@ -523,7 +523,8 @@ Test(workflow, check_orgs_warnings)
 Test(workflow, several_errors_reported_in_one_run)
 {
     static const char *const want[] = {
-        "many-errors.yaml:1:11: error: bad workflow name 'Bad_Name' (use [a-z0-9-], at most 64 characters)",
+        "many-errors.yaml:1:11: error: bad workflow name 'Bad_Name' (use [a-z0-9-], at most 64 "
+        "characters)",
         "many-errors.yaml:2:10: error: version must be between 1 and 2147483647",
         "many-errors.yaml:3:1: error: unknown key 'colour'",
         "many-errors.yaml:4:30: error: duplicate priority 'urgent'",
@@ -567,7 +568,8 @@ Test(workflow, several_errors_reported_in_one_run)
         "many-errors.yaml:26:3: error: unknown state 'nowhere'",
         "many-errors.yaml:27:10: error: 'system' is not a notify target",
         "many-errors.yaml:29:9: error: route 'fire' must not be empty",
-        "many-errors.yaml:30:3: error: bad category name 'Fire' (use [a-z0-9-], at most 64 characters)",
+        "many-errors.yaml:30:3: error: bad category name 'Fire' (use [a-z0-9-], at most 64 "
+        "characters)",
         "many-errors.yaml:32:3: error: service 'water' has no route",
         "many-errors.yaml:34:13: error: unknown event 'nothing'",
     };
