@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/actions.h"
 #include "engine/engine_int.h"
 #include "engine/error.h"
 #include "engine/jcs.h"
@@ -334,39 +335,99 @@ static void webhook_id(char *out, size_t len, const wh_ticket_t *t, size_t recip
     snprintf(out, len, "msg_%s_%lld_%zu", t->id, (long long)t->last_seq, recipient);
 }
 
-/* Queues one SPEC §5 message per org, to be delivered by the notifier. */
+#define DEFAULT_ACTION_TTL (7 * 86400)
+#define MAX_ACTIONS        32 /* links per message; a workflow rarely offers more than a few */
+
+/* The links for events org may fire now without `require` (SPEC §4), as
+ * {event: url}; an empty object when there are none or no public_url. */
+static json_t *actions_for(wh_engine_t *e, const wh_workflow_t *wf, const wh_mach_view_t *v,
+                           const wh_ticket_t *t, const char *org, int64_t now)
+{
+    int evs[MAX_ACTIONS];
+    json_t *obj = json_object();
+    size_t n;
+
+    if (obj == NULL || wf == NULL || v == NULL || e->opt.public_url == NULL)
+        return obj;
+    n = wh_mach_allowed_events(wf, e->opt.dir, &v->t, org, true, evs, MAX_ACTIONS);
+    for (size_t i = 0; i < n && i < MAX_ACTIONS; i++) {
+        wh_action_t a = { .expires = now + (e->opt.action_ttl_s > 0 ? e->opt.action_ttl_s
+                                                                    : DEFAULT_ACTION_TTL) };
+        char *url;
+        snprintf(a.ticket, sizeof(a.ticket), "%s", t->id);
+        snprintf(a.org, sizeof(a.org), "%s", org);
+        snprintf(a.event, sizeof(a.event), "%s", wf->events[evs[i]].name);
+        if ((url = wh_engine_action_url(e, &a)) == NULL)
+            continue; /* an id too long for a token: the message goes without this link */
+        json_object_set_new(obj, a.event, json_string(url));
+        free(url);
+    }
+    return obj;
+}
+
+static int outbox_insert(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_msg_type_t type,
+                         const char *org, size_t i, const char *payload)
+{
+    int o = wh_orgdir_find(e->opt.dir, org);
+    bool endpoint = o >= 0 && e->opt.dir->orgs[o].has_webhook;
+    char id[96];
+    sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_OUTBOX_INSERT);
+    int rc;
+
+    webhook_id(id, sizeof(id), t, i);
+    rc = wh_store_bind(e->store, st, "sisssstt", id, t->rid, org, wh_msg_type_name(type), payload,
+                       endpoint ? "pending" : "no_endpoint", endpoint ? now : WH_NULL_TIME, now);
+    return rc == 0 ? wh_store_exec(e->store, st) : rc;
+}
+
+/* Queues one SPEC §5 message per org, to be delivered by the notifier. The
+ * body is the same for every recipient but for data.actions: the common body
+ * is serialized once and reused for recipients without links. */
 static int enqueue(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_msg_type_t type,
                    const char *const *orgs, size_t n, json_t *ticket, json_t *event,
                    json_t *escalation)
 {
-    char stamp[26], id[96], *payload;
-    json_t *msg;
+    const wh_workflow_t *wf = NULL;
+    wh_mach_view_t view, *v = NULL;
+    char stamp[26], *common = NULL;
+    json_t *msg, *data;
     int rc = 0;
 
     if (n == 0)
         return 0;
-    /* One body for every recipient: only the headers differ per message. */
+    memset(&view, 0, sizeof(view));
     wh_time_format_tz(now, e->opt.tz, stamp);
     msg = json_pack("{s:s,s:s,s:{s:O,s:O,s:{}}}", "type", wh_msg_type_name(type), "timestamp",
                     stamp, "data", "ticket", ticket, "event", event, "actions");
+    data = json_object_get(msg, "data");
     if (msg != NULL && escalation != NULL)
-        json_object_set(json_object_get(msg, "data"), "escalation", escalation);
-    payload = msg ? json_dumps(msg, JSON_COMPACT | WH_JSON_REAL) : NULL;
-    json_decref(msg);
-    if (payload == NULL)
-        return WH_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        int o = wh_orgdir_find(e->opt.dir, orgs[i]);
-        bool endpoint = o >= 0 && e->opt.dir->orgs[o].has_webhook;
-        webhook_id(id, sizeof(id), t, i);
-        sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_OUTBOX_INSERT);
-        rc = wh_store_bind(e->store, st, "sisssstt", id, t->rid, orgs[i], wh_msg_type_name(type),
-                           payload, endpoint ? "pending" : "no_endpoint",
-                           endpoint ? now : WH_NULL_TIME, now);
-        if (rc == 0)
-            rc = wh_store_exec(e->store, st);
+        json_object_set(data, "escalation", escalation);
+    common = msg ? json_dumps(msg, JSON_COMPACT | WH_JSON_REAL) : NULL;
+    if (common == NULL) {
+        rc = WH_ENOMEM;
+        goto out;
     }
-    free(payload);
+    if (e->opt.public_url != NULL &&
+        (wf = wh_engine_workflow(e, t->workflow, t->version)) != NULL &&
+        wh_mach_view_build(wf, t, &view) == 0)
+        v = &view;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        json_t *acts = v ? actions_for(e, wf, v, t, orgs[i], now) : NULL;
+        char *own = NULL;
+        if (acts != NULL && json_object_size(acts) > 0) {
+            json_object_set(data, "actions", acts);
+            if ((own = json_dumps(msg, JSON_COMPACT | WH_JSON_REAL)) == NULL)
+                rc = WH_ENOMEM;
+        }
+        json_decref(acts);
+        if (rc == 0)
+            rc = outbox_insert(e, t, now, type, orgs[i], i, own ? own : common);
+        free(own);
+    }
+out:
+    wh_mach_view_free(&view);
+    free(common);
+    json_decref(msg);
     return rc;
 }
 

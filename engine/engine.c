@@ -3,6 +3,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/actions.h"
 #include "engine/engine_int.h"
 #include "engine/error.h"
 #include "engine/ydoc.h"
@@ -157,6 +158,8 @@ int wh_engine_open(const wh_engine_options_t *opt, wh_engine_t **out, char *err,
         rc = store_workflows(e, err, errlen);
     if (rc == 0)
         rc = load_last_rid(e);
+    if (rc == 0)
+        rc = wh_actions_load_key(e->store, e->action_key);
     if (rc != 0) {
         if (err[0] == '\0' && e->store != NULL)
             snprintf(err, errlen, "%s", wh_store_errmsg(e->store));

@@ -44,8 +44,10 @@ typedef struct {
     const wh_tz_t *tz; /* zone times are shown in */
     wh_now_fn now;     /* NULL: the system clock */
     void *now_arg;
-    size_t max_queued;   /* changes waiting for a commit before WH_EBUSY; 0 = 10000 */
-    int busy_timeout_ms; /* wait for another process's write lock; 0 = 200 ms */
+    size_t max_queued;      /* changes waiting for a commit before WH_EBUSY; 0 = 10000 */
+    int busy_timeout_ms;    /* wait for another process's write lock; 0 = 200 ms */
+    const char *public_url; /* base of action links in messages; NULL: none are sent */
+    int64_t action_ttl_s;   /* how long an action link stays valid; 0 = 7 days */
 } wh_engine_options_t;
 
 /* A raise request (SPEC §4 POST /v1/tickets), already type-checked. */
@@ -174,5 +176,36 @@ typedef struct {
  * retry array must outlive the engine. Returns 0, WH_EINVAL (already set, or
  * a missing notifier or lookup), WH_ECLOSED, WH_ENOMEM, WH_ESTORAGE. */
 int wh_engine_set_notifier(wh_engine_t *e, const wh_engine_outbox_options_t *opt);
+
+/* A page of GET /v1/deliveries: filters are NULL when not given. */
+typedef struct {
+    const char *status; /* pending, delivered, failed, disabled, no_endpoint */
+    const char *org;
+    const char *ticket; /* the ticket's id */
+    int limit;          /* 1-200 */
+    const char *after;  /* the opaque cursor from a previous page, or NULL */
+} wh_delivery_query_t;
+
+/* {"deliveries": [{id, webhook_id, ticket, org, type, status, attempts,
+ * next_at, created_at, updated_at, last_error, attempt_log: […]}], "next":
+ * cursor|null}, newest first (docs/api.md has the shape). Returns 0,
+ * WH_EINVAL (a cursor that does not fit the query), WH_ESTORAGE, WH_ENOMEM. */
+int wh_engine_deliveries(wh_engine_t *e, const wh_delivery_query_t *q, json_t **out);
+
+/* Sends a failed or disabled message again: it becomes pending, due now,
+ * its attempts kept; for a disabled one the org's endpoint is enabled again
+ * (the org's other disabled messages stay so until retried). One small
+ * transaction of its own: call it from the loop's thread, never from inside
+ * a batch. *out (may be NULL) is the message as listed. Returns 0,
+ * WH_ENOENT, WH_EINVALID_STATE (pending, delivered, no_endpoint),
+ * WH_ECLOSED, WH_ESTORAGE, WH_ENOMEM. */
+int wh_engine_retry_delivery(wh_engine_t *e, int64_t id, json_t **out);
+
+/* Signed inbound requests (SPEC §4): records that org used webhook-id id
+ * at now and forgets ids seen more than WH_INBOUND_KEEP_S ago. *fresh is
+ * false when the id was already used (a replay). Same threading rule as
+ * wh_engine_retry_delivery. Returns 0, WH_ECLOSED, WH_ESTORAGE. */
+#define WH_INBOUND_KEEP_S 900
+int wh_engine_claim_inbound_id(wh_engine_t *e, const char *org, const char *id, bool *fresh);
 
 #endif

@@ -54,7 +54,8 @@ struct wh_engine_s {
      * from the database on first use. */
     wh_workflow_t **stored;
     size_t nstored;
-    struct wh_outbox_s *outbox; /* engine/outbox.c; NULL without a notifier */
+    struct wh_outbox_s *outbox;   /* engine/outbox.c; NULL without a notifier */
+    unsigned char action_key[32]; /* signs action links (engine/actions.c) */
 };
 
 int64_t wh_engine_now(const wh_engine_t *e);

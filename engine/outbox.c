@@ -452,3 +452,274 @@ int wh_engine_set_notifier(wh_engine_t *e, const wh_engine_outbox_options_t *opt
     wh_outbox_kick(e);
     return 0;
 }
+
+/* ---- deliveries, as supervisors see them (GET /v1/deliveries) ---- */
+
+#define DELIVERY_COLS                                                                  \
+    "SELECT o.id, o.webhook_id, t.id, o.org, o.type, o.status, o.attempts, o.next_at," \
+    " o.created_at, o.updated_at, o.last_error FROM outbox o JOIN tickets t ON t.rid = o.ticket"
+
+static const char deliveries_sql[] =
+    DELIVERY_COLS " WHERE (?1 IS NULL OR o.status = ?1) AND (?2 IS NULL OR o.org = ?2)"
+                  " AND (?3 IS NULL OR o.ticket = (SELECT rid FROM tickets WHERE id = ?3))"
+                  " AND (?4 IS NULL OR o.id < ?4) ORDER BY o.id DESC LIMIT ?5";
+static const char delivery_sql[] = DELIVERY_COLS " WHERE o.id = ?1";
+static const char attempts_sql[] = "SELECT attempt, at, status, latency_ms, error FROM attempts"
+                                   " WHERE outbox = ?1 ORDER BY attempt, id";
+
+static json_t *time_json(const wh_engine_t *e, int64_t t)
+{
+    char buf[26];
+    if (t == WH_NULL_TIME)
+        return json_null();
+    wh_time_format_tz(t, e->opt.tz, buf);
+    return json_string(buf);
+}
+
+/* The attempts of message id, oldest first. */
+static json_t *attempt_log(wh_engine_t *e, sqlite3_stmt *st, int64_t id)
+{
+    json_t *log = json_array();
+    int step;
+
+    if (log == NULL || wh_store_bind(e->store, st, "i", id) != 0)
+        goto fail;
+    while ((step = wh_store_step(e->store, st)) == 1) {
+        json_t *a =
+            json_pack("{s:I,s:o,s:I,s:I,s:s?}", "attempt", (json_int_t)sqlite3_column_int64(st, 0),
+                      "at", time_json(e, sqlite3_column_int64(st, 1)), "status",
+                      (json_int_t)sqlite3_column_int64(st, 2), "latency_ms",
+                      (json_int_t)sqlite3_column_int64(st, 3), "error", wh_store_col_text(st, 4));
+        if (a == NULL || json_array_append_new(log, a) != 0)
+            goto fail;
+    }
+    if (step == 0)
+        return log;
+fail:
+    sqlite3_reset(st);
+    json_decref(log);
+    return NULL;
+}
+
+/* The row st points at (DELIVERY_COLS) as a delivery, with its attempts. */
+static json_t *delivery_json(wh_engine_t *e, sqlite3_stmt *st, sqlite3_stmt *ast)
+{
+    int64_t id = sqlite3_column_int64(st, 0);
+    json_t *log = attempt_log(e, ast, id);
+
+    if (log == NULL)
+        return NULL;
+    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:o,s:o,s:s?,s:o}", "id", (json_int_t)id,
+                     "webhook_id", wh_store_col_text(st, 1), "ticket", wh_store_col_text(st, 2),
+                     "org", wh_store_col_text(st, 3), "type", wh_store_col_text(st, 4), "status",
+                     wh_store_col_text(st, 5), "attempts", (json_int_t)sqlite3_column_int64(st, 6),
+                     "next_at", time_json(e, wh_store_col_time(st, 7)), "created_at",
+                     time_json(e, sqlite3_column_int64(st, 8)), "updated_at",
+                     time_json(e, sqlite3_column_int64(st, 9)), "last_error",
+                     wh_store_col_text(st, 10), "attempt_log", log);
+}
+
+/* A digest of the filters, carried in the cursor so that a cursor is only
+ * taken back by the list it came from (FNV-1a). */
+static uint32_t filter_digest(const wh_delivery_query_t *q)
+{
+    const char *parts[3] = { q->status, q->org, q->ticket };
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < 3; i++) {
+        for (const char *p = parts[i] ? parts[i] : ""; *p != '\0'; p++)
+            h = (h ^ (unsigned char)*p) * 16777619u;
+        h = (h ^ (parts[i] ? 1u : 2u)) * 16777619u;
+    }
+    return h;
+}
+
+/* "d<id>.<digest>": the last id shown and the filters' digest. */
+static int parse_cursor(const char *cur, uint32_t digest, int64_t *id)
+{
+    long long n = 0;
+    unsigned d = 0;
+    int used = 0;
+
+    if (sscanf(cur, "d%lld.%8x%n", &n, &d, &used) != 2 || cur[used] != '\0' || n <= 0 ||
+        d != digest)
+        return WH_EINVAL;
+    *id = n;
+    return 0;
+}
+
+static int prepare(wh_engine_t *e, const char *sql, sqlite3_stmt **st)
+{
+    return wh_store_err(e->store, sqlite3_prepare_v2(wh_store_db(e->store), sql, -1, st, NULL));
+}
+
+/* Appends up to limit rows of st to list; *last is the last id shown and
+ * *more whether a row was left over. */
+static int page_rows(wh_engine_t *e, sqlite3_stmt *st, sqlite3_stmt *ast, int limit, json_t *list,
+                     int64_t *last, bool *more)
+{
+    int step;
+    while ((step = wh_store_step(e->store, st)) == 1) {
+        json_t *d;
+        if ((int)json_array_size(list) == limit) {
+            *more = true;
+            sqlite3_reset(st);
+            return 0;
+        }
+        if ((d = delivery_json(e, st, ast)) == NULL || json_array_append_new(list, d) != 0) {
+            sqlite3_reset(st);
+            return WH_ENOMEM;
+        }
+        *last = sqlite3_column_int64(st, 0);
+    }
+    return step < 0 ? step : 0;
+}
+
+int wh_engine_deliveries(wh_engine_t *e, const wh_delivery_query_t *q, json_t **out)
+{
+    uint32_t digest = filter_digest(q);
+    int limit = q->limit < 1 ? 50 : q->limit > 200 ? 200 : q->limit;
+    int64_t after = WH_NULL_TIME, last = 0;
+    sqlite3_stmt *st = NULL, *ast = NULL;
+    json_t *list = json_array();
+    bool more = false;
+    char next[48];
+    int rc = list == NULL ? WH_ENOMEM : 0;
+
+    *out = NULL;
+    if (rc == 0 && q->after != NULL)
+        rc = parse_cursor(q->after, digest, &after);
+    if (rc == 0 && (rc = prepare(e, deliveries_sql, &st)) == 0)
+        rc = prepare(e, attempts_sql, &ast);
+    if (rc == 0)
+        rc = wh_store_bind(e->store, st, "ssstt", q->status, q->org, q->ticket, after,
+                           (int64_t)limit + 1);
+    if (rc == 0)
+        rc = page_rows(e, st, ast, limit, list, &last, &more);
+    if (rc != 0)
+        goto out;
+    snprintf(next, sizeof(next), "d%lld.%08x", (long long)last, digest);
+    *out = json_pack("{s:O,s:s?}", "deliveries", list, "next", more ? next : NULL);
+    if (*out == NULL)
+        rc = WH_ENOMEM;
+out:
+    sqlite3_finalize(st);
+    sqlite3_finalize(ast);
+    json_decref(list);
+    return rc;
+}
+
+/* One message as listed; WH_ENOENT when there is none. */
+static int delivery_by_id(wh_engine_t *e, int64_t id, json_t **out)
+{
+    sqlite3_stmt *st = NULL, *ast = NULL;
+    int rc = prepare(e, delivery_sql, &st), step = 0;
+
+    *out = NULL;
+    if (rc == 0)
+        rc = prepare(e, attempts_sql, &ast);
+    if (rc == 0)
+        rc = wh_store_bind(e->store, st, "i", id);
+    if (rc == 0 && (step = wh_store_step(e->store, st)) == 1)
+        rc = (*out = delivery_json(e, st, ast)) != NULL ? 0 : WH_ENOMEM;
+    else if (rc == 0)
+        rc = step < 0 ? step : WH_ENOENT;
+    sqlite3_finalize(st);
+    sqlite3_finalize(ast);
+    return rc;
+}
+
+/* ---- a supervisor's retry (POST /v1/deliveries/{id}/retry) ---- */
+
+/* Inside the retry's transaction: checks the state and writes. */
+static int retry_rows(wh_engine_t *e, int64_t id, int64_t now)
+{
+    sqlite3_stmt *st = NULL;
+    char org[256] = "";
+    bool disabled = false;
+    int rc = prepare(e, "SELECT status, org FROM outbox WHERE id = ?1", &st), step = 0;
+
+    if (rc == 0)
+        rc = wh_store_bind(e->store, st, "i", id);
+    if (rc == 0 && (step = wh_store_step(e->store, st)) == 1) {
+        const char *status = wh_store_col_text(st, 0);
+        disabled = strcmp(status, "disabled") == 0;
+        if (!disabled && strcmp(status, "failed") != 0)
+            rc = WH_EINVALID_STATE;
+        snprintf(org, sizeof(org), "%s", wh_store_col_text(st, 1));
+    } else if (rc == 0) {
+        rc = step < 0 ? step : WH_ENOENT;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == 0)
+        rc = prepare(e,
+                     "UPDATE outbox SET status = 'pending', next_at = ?2, updated_at = ?2"
+                     " WHERE id = ?1",
+                     &st);
+    if (rc == 0 && (rc = wh_store_bind(e->store, st, "ii", id, now)) == 0)
+        rc = wh_store_exec(e->store, st);
+    sqlite3_finalize(st);
+    st = NULL;
+    /* The endpoint answered 410 once; a supervisor's retry says it is back. */
+    if (rc == 0 && disabled &&
+        (rc = prepare(e, "DELETE FROM endpoints WHERE org = ?1", &st)) == 0 &&
+        (rc = wh_store_bind(e->store, st, "s", org)) == 0)
+        rc = wh_store_exec(e->store, st);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int wh_engine_retry_delivery(wh_engine_t *e, int64_t id, json_t **out)
+{
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if (e->closing)
+        return WH_ECLOSED;
+    if ((rc = wh_store_begin(e->store)) != 0)
+        return rc;
+    if ((rc = retry_rows(e, id, wh_engine_now(e))) == 0)
+        rc = wh_store_commit(e->store);
+    if (rc != 0) {
+        wh_store_rollback(e->store);
+        return rc;
+    }
+    wh_outbox_kick(e);
+    return out != NULL ? delivery_by_id(e, id, out) : 0;
+}
+
+/* ---- signed inbound requests: used webhook-ids ---- */
+
+int wh_engine_claim_inbound_id(wh_engine_t *e, const char *org, const char *id, bool *fresh)
+{
+    sqlite3_stmt *ins = NULL, *del = NULL;
+    int64_t now = wh_engine_now(e);
+    int rc;
+
+    *fresh = false;
+    if (e->closing)
+        return WH_ECLOSED;
+    rc = prepare(e, "INSERT OR IGNORE INTO inbound_ids(org, id, at) VALUES(?1, ?2, ?3)", &ins);
+    if (rc == 0)
+        rc = prepare(e, "DELETE FROM inbound_ids WHERE at < ?1", &del);
+    if (rc == 0)
+        rc = wh_store_begin(e->store);
+    if (rc != 0)
+        goto out;
+    if ((rc = wh_store_bind(e->store, del, "i", now - WH_INBOUND_KEEP_S)) == 0)
+        rc = wh_store_exec(e->store, del);
+    if (rc == 0 && (rc = wh_store_bind(e->store, ins, "ssi", org, id, now)) == 0)
+        rc = wh_store_exec(e->store, ins);
+    *fresh = rc == 0 && sqlite3_changes(wh_store_db(e->store)) == 1;
+    if (rc == 0)
+        rc = wh_store_commit(e->store);
+    if (rc != 0) {
+        wh_store_rollback(e->store);
+        *fresh = false;
+    }
+out:
+    sqlite3_finalize(ins);
+    sqlite3_finalize(del);
+    return rc;
+}

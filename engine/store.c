@@ -70,7 +70,10 @@ static const char schema_v1[] =
     "CREATE TABLE idempotency(org TEXT NOT NULL, key TEXT NOT NULL, digest TEXT NOT NULL,"
     " status INTEGER NOT NULL, ticket TEXT, created_at INTEGER NOT NULL,"
     " PRIMARY KEY(org, key)) WITHOUT ROWID;"
-    "CREATE INDEX idempotency_created ON idempotency(created_at);";
+    "CREATE INDEX idempotency_created ON idempotency(created_at);"
+    "CREATE TABLE inbound_ids(org TEXT NOT NULL, id TEXT NOT NULL, at INTEGER NOT NULL,"
+    " PRIMARY KEY(org, id)) WITHOUT ROWID;"
+    "CREATE INDEX inbound_ids_at ON inbound_ids(at);";
 
 /* Migrations: migrations[v] brings a database from version v to v + 1. */
 static const char *const migrations[] = { schema_v1 };

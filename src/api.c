@@ -13,8 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
+#include "engine/actions.h"
 #include "engine/error.h"
+#include "notifiers/webhook.h"
 
 #define DIGEST_LEN     32
 #define MAX_LIST_ITEMS 100 /* items in a state= or assignee= comma list */
@@ -27,7 +30,18 @@ struct wh_api_s {
     size_t ndigests;
 };
 
-typedef enum { R_NONE, R_HEALTH, R_TICKETS, R_TICKET, R_EVENTS, R_WORKFLOWS, R_WORKFLOW } route_t;
+typedef enum {
+    R_NONE,
+    R_HEALTH,
+    R_TICKETS,
+    R_TICKET,
+    R_EVENTS,
+    R_WORKFLOWS,
+    R_WORKFLOW,
+    R_ACTION,
+    R_DELIVERIES,
+    R_RETRY
+} route_t;
 
 /* A refusal decided by the API itself: status, code, message. */
 typedef struct {
@@ -139,6 +153,22 @@ static bool valid_name(const char *s, size_t n, bool upper_ok, size_t max)
     return true;
 }
 
+/* "" or "/{id}/retry" after /v1/deliveries; a malformed id leaves seg
+ * empty (404 after authentication). */
+static route_t route_deliveries(const char *rest, char *seg, size_t seglen)
+{
+    const char *slash;
+    size_t n;
+    if (rest[0] == '\0')
+        return R_DELIVERIES;
+    if (rest[0] != '/' || (slash = strchr(rest + 1, '/')) == NULL || strcmp(slash, "/retry") != 0)
+        return R_NONE;
+    n = (size_t)(slash - rest - 1);
+    if (n > 0 && n <= 19 && strspn(rest + 1, "0123456789") == n)
+        snprintf(seg, seglen, "%.*s", (int)n, rest + 1);
+    return n > 0 ? R_RETRY : R_NONE;
+}
+
 /* Matches the path; the {id} or {name} segment goes to seg (empty when it
  * is not a well-formed id, which then answers 404 after authentication). */
 static route_t route(const char *path, char *seg, size_t seglen)
@@ -151,12 +181,17 @@ static route_t route(const char *path, char *seg, size_t seglen)
         return R_TICKETS;
     if (strcmp(path, "/v1/workflows") == 0)
         return R_WORKFLOWS;
+    /* The token is read from the path by the handler (it is longer than seg). */
+    if (strncmp(path, "/v1/actions/", 12) == 0)
+        return path[12] != '\0' && strchr(path + 12, '/') == NULL ? R_ACTION : R_NONE;
     if (strncmp(path, "/v1/workflows/", 14) == 0) {
         rest = path + 14;
         if (valid_name(rest, strlen(rest), false, 64))
             snprintf(seg, seglen, "%s", rest);
         return strchr(rest, '/') == NULL ? R_WORKFLOW : R_NONE;
     }
+    if (strncmp(path, "/v1/deliveries", 14) == 0)
+        return route_deliveries(path + 14, seg, seglen);
     if (strncmp(path, "/v1/tickets/", 12) != 0)
         return R_NONE;
     rest = path + 12;
@@ -171,14 +206,18 @@ static route_t route(const char *path, char *seg, size_t seglen)
 
 static const char *allowed(route_t rt)
 {
-    return rt == R_TICKETS || rt == R_EVENTS ? "GET, HEAD, POST" : "GET, HEAD";
+    if (rt == R_RETRY)
+        return "POST";
+    return rt == R_TICKETS || rt == R_EVENTS || rt == R_ACTION ? "GET, HEAD, POST" : "GET, HEAD";
 }
 
 static bool method_ok(route_t rt, const char *m)
 {
+    if (rt == R_RETRY)
+        return strcmp(m, "POST") == 0;
     if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
         return true;
-    return strcmp(m, "POST") == 0 && (rt == R_TICKETS || rt == R_EVENTS);
+    return strcmp(m, "POST") == 0 && (rt == R_TICKETS || rt == R_EVENTS || rt == R_ACTION);
 }
 
 /* ---- authentication ---- */
@@ -699,6 +738,431 @@ static void get_workflow(wh_api_t *a, wh_http_req_t *r, const char *name)
         reply(r, 200, wh_api_workflow_json(best), NULL);
 }
 
+/* ---- action links (SPEC §4 /v1/actions/{token}) ---- */
+
+/* The q of the best Accept range matching type ("text/html"): an exact
+ * range beats the type's wildcard ("text/" and a star), which beats the
+ * full wildcard; 0 when none matches. */
+static double accept_q(const char *accept, const char *type)
+{
+    size_t slash = strcspn(type, "/");
+    double best = 0;
+    int best_rank = 0;
+    const char *p = accept;
+
+    while (p != NULL && *p != '\0') {
+        const char *end = strchr(p, ','), *semi, *q;
+        size_t len = end ? (size_t)(end - p) : strlen(p), n;
+        int rank = 0;
+        double qv = 1;
+        while (len > 0 && *p == ' ')
+            p++, len--;
+        semi = memchr(p, ';', len);
+        n = semi ? (size_t)(semi - p) : len;
+        while (n > 0 && p[n - 1] == ' ')
+            n--;
+        if (n == strlen(type) && strncasecmp(p, type, n) == 0)
+            rank = 3;
+        else if (n == slash + 2 && strncasecmp(p, type, slash + 1) == 0 && p[slash + 1] == '*')
+            rank = 2;
+        else if (n == 3 && strncmp(p, "*/*", 3) == 0)
+            rank = 1;
+        if (semi != NULL && (q = strstr(semi, "q=")) != NULL && q < p + len)
+            qv = strtod(q + 2, NULL);
+        if (rank > best_rank) {
+            best_rank = rank;
+            best = qv;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return best;
+}
+
+static bool prefers_html(wh_http_req_t *r)
+{
+    const char *accept = wh_http_header(r, "Accept");
+    return accept != NULL && accept_q(accept, "text/html") > accept_q(accept, "application/json");
+}
+
+static void html_escape(FILE *f, const char *s)
+{
+    for (; s != NULL && *s != '\0'; s++) {
+        switch (*s) {
+        case '<':
+            fputs("&lt;", f);
+            break;
+        case '>':
+            fputs("&gt;", f);
+            break;
+        case '&':
+            fputs("&amp;", f);
+            break;
+        case '"':
+            fputs("&quot;", f);
+            break;
+        case '\'':
+            fputs("&#39;", f);
+            break;
+        default:
+            fputc(*s, f);
+        }
+    }
+}
+
+/* A small self-contained page: no scripts, no external resources (the CSP
+ * header says so too). ticket may be NULL; form adds the POST button. */
+static void reply_html(wh_http_req_t *r, int status, const char *heading, const char *text,
+                       json_t *ticket, const char *event, bool form)
+{
+    static const char *const hdr[] = {
+        "Content-Type",
+        "text/html; charset=utf-8",
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+        "Cache-Control",
+        "no-store",
+        "Referrer-Policy",
+        "no-referrer",
+        NULL
+    };
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    if (f == NULL) {
+        wh_http_respond(r, 503, NULL, "out of memory", 13);
+        return;
+    }
+    fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>", f);
+    html_escape(f, heading);
+    fputs("</title></head><body>\n<h1>", f);
+    html_escape(f, heading);
+    fputs("</h1>\n<p>", f);
+    html_escape(f, text);
+    fputs("</p>\n", f);
+    if (ticket != NULL) {
+        const char *keys[] = { "id", "title", "state" };
+        fputs("<dl>", f);
+        for (int i = 0; i < 3; i++) {
+            fprintf(f, "<dt>%s</dt><dd class=\"%s\">", keys[i], keys[i]);
+            html_escape(f, json_string_value(json_object_get(ticket, keys[i])));
+            fputs("</dd>", f);
+        }
+        if (event != NULL) {
+            fputs("<dt>event</dt><dd class=\"event\">", f);
+            html_escape(f, event);
+            fputs("</dd>", f);
+        }
+        fputs("</dl>\n", f);
+    }
+    if (form) {
+        fputs("<form method=\"post\"><button type=\"submit\">", f);
+        html_escape(f, event);
+        fputs("</button></form>\n", f);
+    }
+    fputs("</body></html>\n", f);
+    if (fclose(f) != 0 || buf == NULL)
+        wh_http_respond(r, 503, NULL, "out of memory", 13);
+    else
+        wh_http_respond(r, status, hdr, buf, len);
+    free(buf);
+}
+
+/* An error on an action route: HTML for browsers, SPEC §4's JSON otherwise. */
+static void action_error(wh_http_req_t *r, int status, const char *code, const char *msg)
+{
+    if (prefers_html(r))
+        reply_html(r, status, code, msg, NULL, NULL, false);
+    else
+        reply_error(r, status, code, msg, NULL);
+}
+
+/* Checks the token: 0 with *act, or answers the request and returns -1.
+ * Tokens that are malformed, altered or signed with another key are 404
+ * (nothing is said about why); authentic expired ones are 403. */
+static int action_token(wh_api_t *a, wh_http_req_t *r, const char *token, wh_action_t *act)
+{
+    int rc = wh_engine_action_check(a->st.engine, token, act);
+    if (rc == WH_EFORBIDDEN) {
+        action_error(r, 403, "action_expired", "this link has expired");
+        return -1;
+    }
+    if (rc != 0) {
+        action_error(r, 404, "not_found", "no such action link");
+        return -1;
+    }
+    wh_http_set_org(r, act->org);
+    return 0;
+}
+
+static void on_action_result(const wh_engine_result_t *res, void *arg)
+{
+    wh_http_req_t *r = arg;
+    if (!prefers_html(r)) {
+        on_result(res, arg);
+    } else if (res->err != 0) {
+        reply_html(r, res->status, wh_err_api_code(res->err),
+                   res->message ? res->message : wh_strerror(res->err), NULL, NULL, false);
+    } else {
+        reply_html(r, 200, "Done", "The event was recorded; the ticket is now in the state shown.",
+                   res->ticket, NULL, false);
+    }
+}
+
+static void action(wh_api_t *a, wh_http_req_t *r, const char *token)
+{
+    wh_action_t act;
+    json_t *t = NULL;
+    int rc;
+
+    if (action_token(a, r, token, &act) != 0)
+        return;
+    if (strcmp(wh_http_method(r), "POST") == 0) {
+        wh_fire_req_t req = { .event = act.event };
+        rc = wh_engine_fire(a->st.engine, act.org, act.ticket, &req, NULL, NULL, on_action_result,
+                            r);
+        if (rc == WH_EBUSY)
+            reply_error(r, 429, "busy", wh_strerror(rc), NULL);
+        else if (rc != 0)
+            action_error(r, wh_err_http_status(rc), wh_err_api_code(rc), wh_strerror(rc));
+        return;
+    }
+    /* GET shows what the button would do and never fires: link previews
+     * and mail scanners fetch links on their own. */
+    rc = wh_engine_ticket(a->st.engine, act.ticket, NULL, &t);
+    if (rc == WH_ENOENT)
+        action_error(r, 404, "not_found", "no such ticket");
+    else if (rc != 0)
+        action_error(r, wh_err_http_status(rc), wh_err_api_code(rc), wh_strerror(rc));
+    else
+        reply_html(r, 200, "Confirm", "Press the button to record this event on the ticket.", t,
+                   act.event, true);
+    json_decref(t);
+}
+
+/* ---- deliveries (supervisors) ---- */
+
+static bool is_supervisor(const wh_api_t *a, const char *org)
+{
+    int i = wh_orgdir_find(&a->st.cfg->dir, org);
+    return i >= 0 && a->st.cfg->dir.orgs[i].kind == WH_KIND_SUPERVISOR;
+}
+
+static int parse_delivery_query(wh_api_t *a, wh_http_req_t *r, wh_delivery_query_t *q, refusal_t *f)
+{
+    static const char *const params[] = { "status", "org", "ticket", "limit", "after", NULL };
+    static const char *const statuses[] = { "pending",  "delivered",   "failed",
+                                            "disabled", "no_endpoint", NULL };
+    const char *limit = wh_http_query(r, "limit");
+    long long lim = 50;
+    size_t i = 0;
+
+    if (check_query(r, params, f) != 0)
+        return -1;
+    q->status = wh_http_query(r, "status");
+    q->org = wh_http_query(r, "org");
+    q->ticket = wh_http_query(r, "ticket");
+    while (q->status != NULL && statuses[i] != NULL && strcmp(statuses[i], q->status) != 0)
+        i++;
+    if (q->status != NULL && statuses[i] == NULL)
+        return refuse(f, 400, "bad_request",
+                      "'status' must be pending, delivered, failed, disabled or no_endpoint");
+    if (q->org != NULL && wh_orgdir_find(&a->st.cfg->dir, q->org) < 0)
+        return refuse(f, 400, "bad_request", "'org' must be the id of a configured org");
+    if (q->ticket != NULL && !valid_name(q->ticket, strlen(q->ticket), true, 40))
+        return refuse(f, 400, "bad_request", "'ticket' must be a ticket id");
+    if (limit != NULL && parse_int(limit, 1, 200, &lim) != 0)
+        return refuse(f, 400, "bad_request", "'limit' must be an integer from 1 to 200");
+    q->limit = (int)lim;
+    q->after = wh_http_query(r, "after");
+    return 0;
+}
+
+static void get_deliveries(wh_api_t *a, wh_http_req_t *r, const char *org)
+{
+    wh_delivery_query_t q = { 0 };
+    refusal_t f;
+    json_t *out = NULL;
+    int rc;
+
+    if (!is_supervisor(a, org)) {
+        reply_error(r, 403, "forbidden", "only supervisors may list webhook deliveries", NULL);
+        return;
+    }
+    if (parse_delivery_query(a, r, &q, &f) != 0) {
+        reply_refusal(r, &f);
+        return;
+    }
+    rc = wh_engine_deliveries(a->st.engine, &q, &out);
+    if (rc == WH_EINVAL)
+        reply_error(r, 400, "bad_request",
+                    "'after' is not a cursor of this list (it needs the same filters)", NULL);
+    else if (rc != 0)
+        reply_err(r, rc, NULL);
+    else
+        reply(r, 200, out, NULL);
+}
+
+static void post_retry(wh_api_t *a, wh_http_req_t *r, const char *org, const char *seg)
+{
+    long long id = 0;
+    json_t *out = NULL;
+    int rc;
+
+    if (!is_supervisor(a, org)) {
+        reply_error(r, 403, "forbidden", "only supervisors may retry webhook deliveries", NULL);
+        return;
+    }
+    if (parse_int(seg, 1, INT64_MAX, &id) != 0) {
+        reply_error(r, 404, "not_found", "no such delivery", NULL);
+        return;
+    }
+    rc = wh_engine_retry_delivery(a->st.engine, id, &out);
+    if (rc == WH_ENOENT)
+        reply_error(r, 404, "not_found", "no such delivery", NULL);
+    else if (rc == WH_EINVALID_STATE)
+        reply_error(r, 409, "invalid_state",
+                    "only a failed or disabled message can be retried by hand", NULL);
+    else if (rc != 0)
+        reply_err(r, rc, NULL);
+    else
+        reply(r, 200, out, NULL);
+}
+
+/* ---- signed requests (Standard Webhooks, SPEC §4) ---- */
+
+#define SIG_WINDOW_S   300
+#define MAX_SIG_HEADER 4096
+#define MAX_SIGNERS    24
+#define MAX_WEBHOOK_ID 255
+
+/* Whether one of the space-separated signatures in header is expected.
+ * Every one is compared, in constant time, so the time does not show
+ * which one matched or how much of it. */
+static bool signature_matches(const char *header, const char *expected)
+{
+    size_t elen = strlen(expected);
+    bool ok = false;
+    const char *p = header, *end;
+
+    while (*p != '\0') {
+        while (*p == ' ')
+            p++;
+        for (end = p; *end != '\0' && *end != ' ';)
+            end++;
+        if ((size_t)(end - p) == elen && CRYPTO_memcmp(p, expected, elen) == 0)
+            ok = true;
+        p = end;
+    }
+    return ok;
+}
+
+static void add_signer(const wh_api_t *a, const char *org, int *v, size_t *n)
+{
+    int i = org != NULL ? wh_orgdir_find(&a->st.cfg->dir, org) : -1;
+    for (size_t k = 0; k < *n; k++)
+        if (v[k] == i)
+            return;
+    if (i >= 0 && *n < MAX_SIGNERS)
+        v[(*n)++] = i;
+}
+
+/* The orgs whose secrets may have signed: the one named by webhook-org,
+ * else the raiser and the assignees of the ticket in the path. */
+static size_t signers(wh_api_t *a, wh_http_req_t *r, const char *seg, int *v)
+{
+    const char *named = wh_http_header(r, "webhook-org");
+    json_t *t = NULL, *as;
+    size_t n = 0, i;
+
+    if (named != NULL) {
+        add_signer(a, named, v, &n);
+        return n;
+    }
+    if (seg[0] == '\0' || wh_engine_ticket(a->st.engine, seg, NULL, &t) != 0)
+        return 0;
+    add_signer(a, json_string_value(json_object_get(t, "raiser")), v, &n);
+    as = json_object_get(t, "assignees");
+    for (i = 0; i < json_array_size(as); i++)
+        add_signer(a, json_string_value(json_object_get(json_array_get(as, i), "org")), v, &n);
+    json_decref(t);
+    return n;
+}
+
+static bool valid_webhook_id(const char *id)
+{
+    size_t i = 0;
+    for (; id[i] != '\0'; i++)
+        if (id[i] < 0x21 || id[i] > 0x7e || i >= MAX_WEBHOOK_ID)
+            return false;
+    return i > 0;
+}
+
+/* Checks the headers and the clock; fills *stamp. */
+static int signed_headers(wh_http_req_t *r, route_t rt, long long *stamp, refusal_t *f)
+{
+    const char *id = wh_http_header(r, "webhook-id");
+    const char *ts = wh_http_header(r, "webhook-timestamp");
+    const char *sig = wh_http_header(r, "webhook-signature");
+    long long now = (long long)time(NULL);
+
+    if (strcmp(wh_http_method(r), "POST") != 0 || (rt != R_TICKETS && rt != R_EVENTS))
+        return refuse(f, 401, "unauthorized",
+                      "signed requests are taken only by POST /v1/tickets and POST "
+                      "/v1/tickets/{id}/events; use 'Authorization: Bearer <token>'");
+    if (id == NULL || ts == NULL || sig == NULL)
+        return refuse(f, 401, "bad_signature",
+                      "a signed request needs webhook-id, webhook-timestamp and webhook-signature");
+    if (!valid_webhook_id(id))
+        return refuse(f, 401, "bad_signature",
+                      "webhook-id must be 1-255 printable ASCII characters");
+    if (strlen(sig) > MAX_SIG_HEADER)
+        return refuse(f, 401, "bad_signature", "webhook-signature is too long");
+    if (parse_int(ts, 0, INT64_MAX / 2, stamp) != 0)
+        return refuse(f, 401, "bad_signature", "webhook-timestamp must be Unix seconds");
+    if (*stamp < now - SIG_WINDOW_S || *stamp > now + SIG_WINDOW_S)
+        return refuse(f, 401, "stale_timestamp",
+                      "webhook-timestamp is more than 5 minutes away from the server's clock");
+    if (rt == R_TICKETS && wh_http_header(r, "webhook-org") == NULL)
+        return refuse(f, 401, "bad_signature",
+                      "a signed POST /v1/tickets needs a webhook-org header naming the signer");
+    return 0;
+}
+
+/* The org that signed the request, or -1 with *f saying why. The
+ * webhook-id is spent only once the signature is good. */
+static int authenticate_signed(wh_api_t *a, wh_http_req_t *r, route_t rt, const char *seg,
+                               refusal_t *f)
+{
+    const char *id = wh_http_header(r, "webhook-id"), *sig = wh_http_header(r, "webhook-signature");
+    char expected[WH_WEBHOOK_SIG_LEN];
+    int cand[MAX_SIGNERS], found = -1, rc;
+    long long stamp = 0;
+    size_t len, n;
+    const char *body = wh_http_body(r, &len);
+    bool fresh = false;
+
+    if (signed_headers(r, rt, &stamp, f) != 0)
+        return -1;
+    n = signers(a, r, seg, cand);
+    for (size_t i = 0; i < n; i++) {
+        const wh_config_webhook_t *w = &a->st.cfg->webhooks[cand[i]];
+        if (w->secret != NULL &&
+            wh_webhook_sign(w->secret, w->secret_len, id, stamp, body, len, expected) == 0 &&
+            signature_matches(sig, expected) && found < 0)
+            found = cand[i];
+    }
+    if (found < 0)
+        return refuse(f, 401, "bad_signature",
+                      "the signature matches no webhook secret of an org that may sign here");
+    rc = wh_engine_claim_inbound_id(a->st.engine, a->st.cfg->dir.orgs[found].id, id, &fresh);
+    if (rc != 0)
+        return refuse(f, wh_err_http_status(rc), wh_err_api_code(rc), "%s", wh_strerror(rc));
+    if (!fresh)
+        return refuse(f, 401, "replayed", "this webhook-id was already used");
+    return found;
+}
+
 /* ---- the handler ---- */
 
 static void dispatch(wh_api_t *a, wh_http_req_t *r, route_t rt, const char *seg)
@@ -706,7 +1170,17 @@ static void dispatch(wh_api_t *a, wh_http_req_t *r, route_t rt, const char *seg)
     bool post = strcmp(wh_http_method(r), "POST") == 0;
     int o = authenticate(a, r);
     const char *org;
+    refusal_t f;
 
+    /* A bearer token, when sent, is the credential even if the request is
+     * also signed; only requests without one are checked as signed. */
+    if (o < 0 && wh_http_header(r, "Authorization") == NULL &&
+        wh_http_header(r, "webhook-signature") != NULL) {
+        if ((o = authenticate_signed(a, r, rt, seg, &f)) < 0) {
+            reply_refusal(r, &f);
+            return;
+        }
+    }
     if (o < 0) {
         static const char *const auth[] = { "WWW-Authenticate", "Bearer", NULL };
         reply_error(r, 401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required",
@@ -727,6 +1201,12 @@ static void dispatch(wh_api_t *a, wh_http_req_t *r, route_t rt, const char *seg)
         break;
     case R_WORKFLOWS:
         get_workflows(a, r);
+        break;
+    case R_DELIVERIES:
+        get_deliveries(a, r, org);
+        break;
+    case R_RETRY:
+        post_retry(a, r, org, seg);
         break;
     default:
         if (seg[0] == '\0')
@@ -757,6 +1237,8 @@ void wh_api_handle(wh_http_req_t *r, void *arg)
         reply(r, 200, json_pack("{s:s}", "status", "ok"), NULL);
     } else if (a->st.engine == NULL || a->st.cfg == NULL) {
         reply_error(r, 503, "unavailable", "the server is shutting down", NULL);
+    } else if (rt == R_ACTION) {
+        action(a, r, wh_http_path(r) + 12); /* the link is the credential: no bearer token */
     } else {
         dispatch(a, r, rt, seg);
     }

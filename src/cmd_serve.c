@@ -263,7 +263,9 @@ static int open_engine(server_t *s, bundle_t *b)
                                 .nworkflows = b->nwfs,
                                 .calendars = b->ecals,
                                 .ncalendars = b->ncals,
-                                .tz = b->tz };
+                                .tz = b->tz,
+                                .public_url = b->cfg->public_url,
+                                .action_ttl_s = b->cfg->action_ttl_s };
     wh_api_state_t st = { .cfg = b->cfg,
                           .workflows = (const wh_workflow_t *const *)b->wfs,
                           .nworkflows = b->nwfs };
@@ -290,8 +292,10 @@ static int open_engine(server_t *s, bundle_t *b)
 static void log_path(const char *path, char *buf, size_t len)
 {
     size_t i = 0;
-    if (strncmp(path, "/v1/actions/", 12) == 0)
-        path = "/v1/actions/[redacted]";
+    /* Any path through an actions segment, not only the routed spelling:
+     * a mistyped link (//v1/actions/…) is still a credential. */
+    if (strstr(path, "/actions/") != NULL)
+        path = "/v1/actions/REDACTED";
     for (; path[i] != '\0' && i + 1 < len; i++)
         buf[i] =
             (path[i] > 0x20 && path[i] < 0x7f && path[i] != '"' && path[i] != '\\') ? path[i] : '?';

@@ -277,6 +277,15 @@ static void one_round(int round, int ms, text_t *acks)
         child_main(fds[1]);
     }
     close(fds[1]);
+    /* The kill window starts once the child has opened the engine: on a
+     * loaded machine (or under ASan) opening alone can take longer than the
+     * window, and a round killed before it opened proves nothing. */
+    size_t before = acks->len;
+    deadline = now_ms() + 10000;
+    while (now_ms() < deadline &&
+           (acks->len < before + 2 || memcmp(acks->buf + before, "O\n", 2) != 0))
+        if (!read_some(fds[0], acks, (int)(deadline - now_ms())))
+            break;
     deadline = now_ms() + ms;
     for (int64_t left; (left = deadline - now_ms()) > 0;)
         if (!read_some(fds[0], acks, (int)left))

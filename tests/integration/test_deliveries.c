@@ -1,0 +1,721 @@
+/* Webhook deliveries as supervisors see and retry them, and requests signed
+ * back by departments the Standard Webhooks way (SPEC §4, §5): the real
+ * daemon, a real receiver (libmicrohttpd in a thread, as in
+ * test_webhooks.c), retries on [1s]. */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char dir[256];
+static pid_t pid = -1;
+static int port;
+
+/* ---- the receiver ---- */
+
+#define MAX_SEEN 32
+
+typedef struct {
+    char path[64], id[128], stamp[32], sig[128];
+    char body[16384];
+    uint64_t at_ms; /* when it arrived (monotonic) */
+} seen_t;
+
+static struct {
+    struct MHD_Daemon *d;
+    int port;
+    pthread_mutex_t mu;
+    int statuses[8]; /* answered in turn; the last one repeats */
+    int nstatuses, next;
+    int retry_after; /* > 0: sent with 429 and 503 */
+    seen_t seen[MAX_SEEN];
+    int nseen;
+} rx = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+typedef struct {
+    char buf[16384];
+    size_t len;
+} upload_t;
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    free(*con_cls);
+    *con_cls = NULL;
+}
+
+static void header(struct MHD_Connection *c, const char *name, char *out, size_t len)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+    snprintf(out, len, "%s", v ? v : "");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *data,
+                                  size_t *size, void **con_cls)
+{
+    upload_t *u = *con_cls;
+    struct MHD_Response *r;
+    enum MHD_Result ret;
+    int status = 204;
+    (void)cls;
+    (void)method;
+    (void)version;
+    if (u == NULL)
+        return (*con_cls = calloc(1, sizeof(upload_t))) != NULL ? MHD_YES : MHD_NO;
+    if (*size > 0) {
+        size_t n = *size < sizeof(u->buf) - 1 - u->len ? *size : sizeof(u->buf) - 1 - u->len;
+        memcpy(u->buf + u->len, data, n);
+        u->len += n;
+        *size = 0;
+        return MHD_YES;
+    }
+    pthread_mutex_lock(&rx.mu);
+    if (rx.nseen < MAX_SEEN) {
+        seen_t *s = &rx.seen[rx.nseen++];
+        snprintf(s->path, sizeof(s->path), "%s", url);
+        header(c, "webhook-id", s->id, sizeof(s->id));
+        header(c, "webhook-timestamp", s->stamp, sizeof(s->stamp));
+        header(c, "webhook-signature", s->sig, sizeof(s->sig));
+        memcpy(s->body, u->buf, u->len + 1);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        s->at_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    }
+    if (rx.nstatuses > 0)
+        status = rx.statuses[rx.next < rx.nstatuses - 1 ? rx.next++ : rx.nstatuses - 1];
+    pthread_mutex_unlock(&rx.mu);
+    r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if ((status == 429 || status == 503) && rx.retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof(ra), "%d", rx.retry_after);
+        MHD_add_response_header(r, "Retry-After", ra);
+    }
+    ret = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Starts the receiver on rx.port (0: any free port). */
+static void receiver_start(void)
+{
+    rx.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION,
+                            (uint16_t)rx.port, NULL, NULL, on_request, NULL,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+    cr_assert_not_null(rx.d, "cannot start the receiver on port %d", rx.port);
+    rx.port = MHD_get_daemon_info(rx.d, MHD_DAEMON_INFO_BIND_PORT)->port;
+}
+
+static void receiver_stop(void)
+{
+    if (rx.d != NULL)
+        MHD_stop_daemon(rx.d);
+    rx.d = NULL;
+}
+
+static void answer(int n, const int *statuses)
+{
+    pthread_mutex_lock(&rx.mu);
+    memcpy(rx.statuses, statuses, (size_t)n * sizeof(int));
+    rx.nstatuses = n;
+    rx.next = 0;
+    pthread_mutex_unlock(&rx.mu);
+}
+
+static int seen_count(void)
+{
+    pthread_mutex_lock(&rx.mu);
+    int n = rx.nseen;
+    pthread_mutex_unlock(&rx.mu);
+    return n;
+}
+
+/* Waits up to ms for the receiver to have seen n requests. */
+static void wait_seen(int n, int ms)
+{
+    for (int i = 0; i < ms / 10 && seen_count() < n; i++)
+        usleep(10000);
+    cr_assert_eq(seen_count(), n, "the receiver saw %d requests, not %d", seen_count(), n);
+}
+
+/* ---- the daemon ---- */
+
+/* 32-byte secrets, base64: fire's and housing's. */
+#define FIRE_KEY    "fire-brigade-secret-0123456789ab"
+#define HOUSING_KEY "housing-bureau-secret-0123456789"
+
+static void whsec(const char *key, char *out)
+{
+    memcpy(out, "whsec_", 6);
+    EVP_EncodeBlock((unsigned char *)out + 6, (const unsigned char *)key, (int)strlen(key));
+}
+
+static void write_config(void)
+{
+    char path[600], text[4096], wf[300], fire[80], housing[80];
+    FILE *f;
+    snprintf(wf, sizeof(wf), "%s/workflows", dir);
+    cr_assert_eq(mkdir(wf, 0755), 0);
+    snprintf(path, sizeof(path), "%s/street-whistle.yaml", wf);
+    cr_assert_eq(symlink(WH_SOURCE_DIR "/workflows/street-whistle.yaml", path), 0);
+    whsec(FIRE_KEY, fire);
+    whsec(HOUSING_KEY, housing);
+    snprintf(
+        text, sizeof(text),
+        "listen: 127.0.0.1:8080\n"
+        "database: %s/var/whistle.db\n"
+        "workflows: %s\n"
+        "timezone: Asia/Shanghai\n"
+        "calendars:\n"
+        "  workdays: " WH_SOURCE_DIR "/examples/calendars/cn.yaml\n"
+        "webhooks: { timeout: 2s, retry: [1s], max_connections_per_host: 2 }\n"
+        "orgs:\n"
+        "  - { id: xintan-street, name: 新滩, kind: street, token: tok-xintan }\n"
+        "  - id: fire-brigade\n    name: 消防\n    kind: department\n    parent: beita-district\n"
+        "    token: tok-fire\n"
+        "    webhook: { url: 'http://127.0.0.1:%d/hooks/fire', secret: '%s' }\n"
+        "  - id: housing-bureau\n    name: 住建\n    kind: department\n    parent: beita-district\n"
+        "    token: tok-housing\n"
+        "    webhook: { url: 'http://127.0.0.1:%d/hooks/housing', secret: '%s' }\n"
+        "  - { id: development-reform, name: 发改, kind: department, parent: beita-district, "
+        "token: tok-dev }\n"
+        "  - { id: market-regulation, name: 市场, kind: department, parent: beita-district, "
+        "token: tok-market }\n"
+        "  - { id: beita-district, name: 北塔区, kind: district, parent: city-joint-meeting, "
+        "token: tok-district }\n"
+        "  - { id: city-joint-meeting, name: 联席会议, kind: joint-meeting, token: tok-joint }\n"
+        "  - { id: city-supervision, name: 督查室, kind: supervisor, token: tok-super }\n",
+        dir, wf, rx.port, fire, rx.port, housing);
+    snprintf(path, sizeof(path), "%s/whistle.yaml", dir);
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *daemon_log(void)
+{
+    char path[512], *buf = calloc(1, 1 << 20);
+    snprintf(path, sizeof(path), "%s/daemon.log", dir);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        buf[fread(buf, 1, (1 << 20) - 1, f)] = '\0';
+        fclose(f);
+    }
+    return buf;
+}
+
+static void start_daemon(void)
+{
+    char cfg[512], log[512];
+    const char *mark = "whistle: listening on http://127.0.0.1:";
+    snprintf(cfg, sizeof(cfg), "%s/whistle.yaml", dir);
+    snprintf(log, sizeof(log), "%s/daemon.log", dir);
+    unlink(log);
+    pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        FILE *f = freopen(log, "w", stderr);
+        (void)f;
+        execl(WH_BINARY, "whistle", "serve", "-c", cfg, "--listen", "127.0.0.1:0", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 1500; i++) {
+        char *buf = daemon_log(), *p = strstr(buf, mark);
+        int status;
+        if (p != NULL) {
+            port = atoi(p + strlen(mark));
+            free(buf);
+            return;
+        }
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            pid = -1;
+            cr_assert_fail("the daemon exited before listening:\n%s", buf);
+        }
+        free(buf);
+        usleep(10000);
+    }
+    cr_assert_fail("the daemon did not start listening");
+}
+
+static int stop_daemon(int sig)
+{
+    int status = 0;
+    if (pid <= 0)
+        return 0;
+    kill(pid, sig);
+    for (int i = 0; i < 1500; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            pid = -1;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        }
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    pid = -1;
+    return -1;
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/wh-deliv-%d-XXXXXX", (int)getpid());
+    cr_assert_not_null(mkdtemp(dir));
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    rx.port = 0;
+    rx.nseen = rx.nstatuses = rx.next = rx.retry_after = 0;
+    receiver_start();
+    write_config();
+    start_daemon();
+}
+
+static void teardown(void)
+{
+    char cmd[300];
+    int rc = stop_daemon(SIGTERM);
+    char *log = daemon_log();
+    receiver_stop();
+    curl_global_cleanup();
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    if (rc != 0)
+        fprintf(stderr, "the daemon's log:\n%s\n", log);
+    free(log);
+    cr_assert_eq(rc, 0, "the daemon did not stop cleanly");
+}
+
+TestSuite(deliveries, .init = setup, .fini = teardown, .timeout = 60);
+
+/* ---- helpers ---- */
+
+#define RESP_MAX 65536
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    char *buf = arg;
+    size_t len = strlen(buf), k = size * n;
+    if (len + k < RESP_MAX) {
+        memcpy(buf + len, p, k);
+        buf[len + k] = '\0';
+    }
+    return k;
+}
+
+/* One request; headers is NULL-terminated; the answer's body goes to resp
+ * (RESP_MAX bytes). Returns the HTTP status. */
+static long http(const char *method, const char *path, const char *const *headers, const char *body,
+                 char *resp)
+{
+    char url[512];
+    struct curl_slist *h = NULL;
+    CURL *c = curl_easy_init();
+    long status = 0;
+
+    resp[0] = '\0';
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
+        h = curl_slist_append(h, headers[i]);
+    h = curl_slist_append(h, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body != NULL)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+/* GET path as token; asserts the status and returns the parsed body. */
+static json_t *get_json(const char *path, const char *token, long expect)
+{
+    char auth[128], *resp = calloc(1, RESP_MAX);
+    const char *const headers[] = { auth, NULL };
+    json_t *j;
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    long status = http("GET", path, headers, NULL, resp);
+    cr_assert_eq(status, expect, "GET %s: %ld %s", path, status, resp);
+    j = json_loads(resp, 0, NULL);
+    cr_assert_not_null(j, "%s", resp);
+    free(resp);
+    return j;
+}
+
+static const char *error_code(json_t *j)
+{
+    return json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+}
+
+static const char *str(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+/* Raises a ticket of category as xintan-street; returns its id. */
+static void raise_ticket(const char *category, char *id, size_t idlen)
+{
+    char body[256], *resp = calloc(1, RESP_MAX);
+    const char *const headers[] = { "Authorization: Bearer tok-xintan", NULL };
+    json_t *j;
+    snprintf(body, sizeof(body), "{\"category\": \"%s\", \"title\": \"消防通道被占\"}", category);
+    cr_assert_eq(http("POST", "/v1/tickets", headers, body, resp), 201, "%s", resp);
+    j = json_loads(resp, 0, NULL);
+    cr_assert_not_null(j);
+    snprintf(id, idlen, "%s", str(j, "id"));
+    json_decref(j);
+    free(resp);
+}
+
+/* A value from the daemon's database (read-only, beside the running daemon). */
+static void query(const char *sql, char *out, size_t len)
+{
+    char path[512];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    snprintf(path, sizeof(path), "%s/var/whistle.db", dir);
+    out[0] = '\0';
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 2000);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
+        snprintf(out, len, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* Waits up to ms for query to answer expect. */
+static void wait_query(const char *sql, const char *expect, int ms)
+{
+    char got[512] = "";
+    for (int i = 0; i < ms / 20; i++) {
+        query(sql, got, sizeof(got));
+        if (strcmp(got, expect) == 0)
+            return;
+        usleep(20000);
+    }
+    cr_assert_str_eq(got, expect, "%s", sql);
+}
+
+/* The outbox id of the message about ticket for org. */
+static void outbox_id(const char *ticket, const char *org, char *out, size_t len)
+{
+    char sql[300];
+    snprintf(sql, sizeof(sql),
+             "SELECT o.id FROM outbox o JOIN tickets t ON t.rid = o.ticket WHERE t.id = '%s'"
+             " AND o.org = '%s'",
+             ticket, org);
+    query(sql, out, len);
+    cr_assert_neq(out[0], '\0', "no message about %s for %s", ticket, org);
+}
+
+/* Signs body for webhook-id id at ts with key (the raw secret bytes),
+ * independently of whistle's own signing code. */
+static void sign(const char *key, const char *id, long long ts, const char *body, char *out)
+{
+    char text[8192];
+    unsigned char mac[32];
+    unsigned int n = 0;
+    snprintf(text, sizeof(text), "%s.%lld.%s", id, ts, body);
+    HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)text, strlen(text), mac, &n);
+    memcpy(out, "v1,", 3);
+    EVP_EncodeBlock((unsigned char *)out + 3, mac, 32);
+}
+
+/* POSTs body to path signed with sig (a whole header value), without a
+ * bearer token unless bearer is given. Returns the status. */
+static long post_signed(const char *path, const char *id, long long ts, const char *sig,
+                        const char *bearer, const char *body, char *resp)
+{
+    char hid[200], hts[64], hsig[400], auth[128];
+    const char *headers[5] = { hid, hts, hsig, NULL, NULL };
+    snprintf(hid, sizeof(hid), "webhook-id: %s", id);
+    snprintf(hts, sizeof(hts), "webhook-timestamp: %lld", ts);
+    snprintf(hsig, sizeof(hsig), "webhook-signature: %s", sig);
+    if (bearer != NULL) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bearer);
+        headers[3] = auth;
+    }
+    return http("POST", path, headers, body, resp);
+}
+
+static void expect_error(long status, const char *resp, long want, const char *code)
+{
+    json_t *j = json_loads(resp, 0, NULL);
+    cr_assert_eq(status, want, "%ld %s", status, resp);
+    cr_assert_not_null(j, "%s", resp);
+    cr_assert_str_eq(error_code(j), code, "%s", resp);
+    json_decref(j);
+}
+
+/* ---- deliveries ---- */
+
+Test(deliveries, the_list_shows_a_delivered_message_with_its_attempt)
+{
+    char id[64], want[128];
+    json_t *j, *d, *log;
+    raise_ticket("fire-safety", id, sizeof(id));
+    wait_seen(1, 5000);
+    wait_query("SELECT status FROM outbox WHERE org = 'fire-brigade'", "delivered", 3000);
+    j = get_json("/v1/deliveries?org=fire-brigade", "tok-super", 200);
+    cr_assert_eq(json_array_size(json_object_get(j, "deliveries")), 1);
+    cr_assert(json_is_null(json_object_get(j, "next")));
+    d = json_array_get(json_object_get(j, "deliveries"), 0);
+    snprintf(want, sizeof(want), "msg_%s_1_0", id);
+    cr_assert_str_eq(str(d, "webhook_id"), want);
+    cr_assert_str_eq(str(d, "ticket"), id);
+    cr_assert_str_eq(str(d, "org"), "fire-brigade");
+    cr_assert_str_eq(str(d, "type"), "ticket.whistled");
+    cr_assert_str_eq(str(d, "status"), "delivered");
+    cr_assert_eq(json_integer_value(json_object_get(d, "attempts")), 1);
+    cr_assert(json_is_null(json_object_get(d, "next_at")));
+    cr_assert(json_is_null(json_object_get(d, "last_error")));
+    cr_assert_eq(strlen(str(d, "created_at")), 25, "%s", str(d, "created_at"));
+    cr_assert_str_eq(str(d, "created_at") + 19, "+08:00");
+    log = json_object_get(d, "attempt_log");
+    cr_assert_eq(json_array_size(log), 1);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(log, 0), "attempt")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(log, 0), "status")), 204);
+    cr_assert(json_is_null(json_object_get(json_array_get(log, 0), "error")));
+    cr_assert(json_is_integer(json_object_get(json_array_get(log, 0), "latency_ms")));
+    json_decref(j);
+    /* Filters: the ticket's id, a status with nothing in it. */
+    snprintf(want, sizeof(want), "/v1/deliveries?ticket=%s&org=fire-brigade", id);
+    j = get_json(want, "tok-super", 200);
+    cr_assert_eq(json_array_size(json_object_get(j, "deliveries")), 1);
+    json_decref(j);
+    j = get_json("/v1/deliveries?status=failed", "tok-super", 200);
+    cr_assert_eq(json_array_size(json_object_get(j, "deliveries")), 0);
+    json_decref(j);
+}
+
+Test(deliveries, pages_newest_first_and_bad_filters_are_400)
+{
+    char a[64], b[64], path[600];
+    json_t *j, *k;
+    raise_ticket("fire-safety", a, sizeof(a));
+    raise_ticket("fire-safety", b, sizeof(b));
+    j = get_json("/v1/deliveries?org=fire-brigade&limit=1", "tok-super", 200);
+    cr_assert_eq(json_array_size(json_object_get(j, "deliveries")), 1);
+    cr_assert_str_eq(str(json_array_get(json_object_get(j, "deliveries"), 0), "ticket"), b);
+    cr_assert(json_is_string(json_object_get(j, "next")));
+    snprintf(path, sizeof(path), "/v1/deliveries?org=fire-brigade&limit=1&after=%s",
+             str(j, "next"));
+    k = get_json(path, "tok-super", 200);
+    cr_assert_eq(json_array_size(json_object_get(k, "deliveries")), 1);
+    cr_assert_str_eq(str(json_array_get(json_object_get(k, "deliveries"), 0), "ticket"), a);
+    cr_assert(json_is_null(json_object_get(k, "next")));
+    json_decref(k);
+    /* The cursor belongs to its filters. */
+    snprintf(path, sizeof(path), "/v1/deliveries?limit=1&after=%s", str(j, "next"));
+    k = get_json(path, "tok-super", 400);
+    cr_assert_str_eq(error_code(k), "bad_request");
+    json_decref(k);
+    json_decref(j);
+    const char *const bad[] = { "/v1/deliveries?status=lost",  "/v1/deliveries?org=nobody",
+                                "/v1/deliveries?ticket=a%20b", "/v1/deliveries?limit=0",
+                                "/v1/deliveries?limit=201",    "/v1/deliveries?sort=id",
+                                "/v1/deliveries?after=zzz" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        k = get_json(bad[i], "tok-super", 400);
+        cr_assert_str_eq(error_code(k), "bad_request", "%s", bad[i]);
+        json_decref(k);
+    }
+}
+
+Test(deliveries, only_supervisors_see_and_retry)
+{
+    char *resp = calloc(1, RESP_MAX);
+    const char *const fire[] = { "Authorization: Bearer tok-fire", NULL };
+    json_t *j = get_json("/v1/deliveries", "tok-fire", 403);
+    cr_assert_str_eq(error_code(j), "forbidden");
+    json_decref(j);
+    expect_error(http("POST", "/v1/deliveries/1/retry", fire, "", resp), resp, 403, "forbidden");
+    expect_error(http("GET", "/v1/deliveries", NULL, NULL, resp), resp, 401, "unauthorized");
+    free(resp);
+}
+
+Test(deliveries, a_failed_message_is_retried_by_hand_and_delivered)
+{
+    char id[64], mid[32], path[128], *resp = calloc(1, RESP_MAX);
+    const char *const super[] = { "Authorization: Bearer tok-super", NULL };
+    const int fail[] = { 500 }, ok[] = { 204 };
+    json_t *j, *d;
+
+    answer(1, fail);
+    raise_ticket("fire-safety", id, sizeof(id));
+    /* [1s]: two attempts, then failed. */
+    wait_seen(2, 6000);
+    wait_query("SELECT status || ' ' || attempts FROM outbox WHERE org = 'fire-brigade'",
+               "failed 2", 3000);
+    j = get_json("/v1/deliveries?status=failed", "tok-super", 200);
+    cr_assert_eq(json_array_size(json_object_get(j, "deliveries")), 1);
+    d = json_array_get(json_object_get(j, "deliveries"), 0);
+    cr_assert_str_eq(str(d, "last_error"), "HTTP 500");
+    cr_assert_eq(json_array_size(json_object_get(d, "attempt_log")), 2);
+    cr_assert_str_eq(str(json_array_get(json_object_get(d, "attempt_log"), 1), "error"),
+                     "HTTP 500");
+    json_decref(j);
+
+    answer(1, ok);
+    outbox_id(id, "fire-brigade", mid, sizeof(mid));
+    snprintf(path, sizeof(path), "/v1/deliveries/%s/retry", mid);
+    cr_assert_eq(http("POST", path, super, "", resp), 200, "%s", resp);
+    j = json_loads(resp, 0, NULL);
+    cr_assert_not_null(j);
+    cr_assert_eq(json_integer_value(json_object_get(j, "id")), atoll(mid));
+    cr_assert_eq(json_integer_value(json_object_get(j, "attempts")), 2);
+    json_decref(j);
+    wait_seen(3, 4000);
+    wait_query("SELECT status || ' ' || attempts FROM outbox WHERE org = 'fire-brigade'",
+               "delivered 3", 3000);
+    cr_assert_str_eq(rx.seen[0].id, rx.seen[2].id);
+    /* Delivered now: a second retry is refused; so is an unknown id. */
+    expect_error(http("POST", path, super, "", resp), resp, 409, "invalid_state");
+    expect_error(http("POST", "/v1/deliveries/999999/retry", super, "", resp), resp, 404,
+                 "not_found");
+    expect_error(http("GET", path, super, NULL, resp), resp, 405, "method_not_allowed");
+    free(resp);
+}
+
+Test(deliveries, retrying_a_disabled_message_enables_the_endpoint_again)
+{
+    char a[64], b[64], mid[32], path[128], sql[256], *resp = calloc(1, RESP_MAX);
+    const char *const super[] = { "Authorization: Bearer tok-super", NULL };
+    const int gone_then_ok[] = { 410, 204 };
+
+    answer(2, gone_then_ok);
+    raise_ticket("fire-safety", a, sizeof(a));
+    wait_seen(1, 5000);
+    raise_ticket("fire-safety", b, sizeof(b));
+    wait_query("SELECT group_concat(status, ',') FROM outbox WHERE org = 'fire-brigade'",
+               "disabled,disabled", 3000);
+    outbox_id(a, "fire-brigade", mid, sizeof(mid));
+    snprintf(path, sizeof(path), "/v1/deliveries/%s/retry", mid);
+    cr_assert_eq(http("POST", path, super, "", resp), 200, "%s", resp);
+    wait_seen(2, 4000);
+    snprintf(sql, sizeof(sql), "SELECT status FROM outbox WHERE id = %s", mid);
+    wait_query(sql, "delivered", 3000);
+    query("SELECT count(*) FROM endpoints", sql, sizeof(sql));
+    cr_assert_str_eq(sql, "0");
+    /* The org's other disabled message waits for its own retry. */
+    outbox_id(b, "fire-brigade", mid, sizeof(mid));
+    snprintf(sql, sizeof(sql), "SELECT status FROM outbox WHERE id = %s", mid);
+    query(sql, path, sizeof(path));
+    cr_assert_str_eq(path, "disabled");
+    free(resp);
+}
+
+/* ---- signed requests ---- */
+
+static const char report[] = "{\"event\": \"report\", \"note\": \"已到现场\"}";
+
+Test(deliveries, a_signed_report_is_the_department_and_cannot_be_replayed)
+{
+    char id[64], path[128], sig[128], *resp = calloc(1, RESP_MAX);
+    long long now = (long long)time(NULL);
+    json_t *j, *ev;
+
+    raise_ticket("fire-safety", id, sizeof(id));
+    snprintf(path, sizeof(path), "/v1/tickets/%s/events", id);
+    sign(FIRE_KEY, "in_report_1", now, report, sig);
+    cr_assert_eq(post_signed(path, "in_report_1", now, sig, NULL, report, resp), 200, "%s", resp);
+    j = json_loads(resp, 0, NULL);
+    cr_assert_str_eq(str(j, "state"), "reported");
+    json_decref(j);
+    snprintf(path, sizeof(path), "/v1/tickets/%s/events", id);
+    j = get_json(path, "tok-super", 200);
+    ev = json_array_get(json_object_get(j, "events"), 1);
+    cr_assert_str_eq(str(ev, "event"), "report");
+    cr_assert_str_eq(str(ev, "actor"), "fire-brigade");
+    json_decref(j);
+
+    /* The same request again, then again after a restart. */
+    expect_error(post_signed(path, "in_report_1", now, sig, NULL, report, resp), resp, 401,
+                 "replayed");
+    cr_assert_eq(stop_daemon(SIGTERM), 0);
+    start_daemon();
+    expect_error(post_signed(path, "in_report_1", now, sig, NULL, report, resp), resp, 401,
+                 "replayed");
+    query("SELECT org || ' ' || id FROM inbound_ids", sig, sizeof(sig));
+    cr_assert_str_eq(sig, "fire-brigade in_report_1");
+    free(resp);
+}
+
+Test(deliveries, stale_wrong_and_unsigned_requests_are_401)
+{
+    char id[64], path[128], sig[128], two[300], *resp = calloc(1, RESP_MAX);
+    long long now = (long long)time(NULL);
+    json_t *j;
+
+    raise_ticket("fire-safety", id, sizeof(id));
+    snprintf(path, sizeof(path), "/v1/tickets/%s/events", id);
+    /* Six minutes old, and six minutes ahead. */
+    sign(FIRE_KEY, "in_stale", now - 360, report, sig);
+    expect_error(post_signed(path, "in_stale", now - 360, sig, NULL, report, resp), resp, 401,
+                 "stale_timestamp");
+    sign(FIRE_KEY, "in_ahead", now + 360, report, sig);
+    expect_error(post_signed(path, "in_ahead", now + 360, sig, NULL, report, resp), resp, 401,
+                 "stale_timestamp");
+    /* Another org's secret (housing is not on this ticket), a changed body. */
+    sign(HOUSING_KEY, "in_wrong", now, report, sig);
+    expect_error(post_signed(path, "in_wrong", now, sig, NULL, report, resp), resp, 401,
+                 "bad_signature");
+    sign(FIRE_KEY, "in_body", now, "{\"event\": \"dispute\"}", sig);
+    expect_error(post_signed(path, "in_body", now, sig, NULL, report, resp), resp, 401,
+                 "bad_signature");
+    /* A signed raise must name its signer. */
+    sign(FIRE_KEY, "in_raise", now, "{}", sig);
+    expect_error(post_signed("/v1/tickets", "in_raise", now, sig, NULL, "{}", resp), resp, 401,
+                 "bad_signature");
+    /* Nothing was fired, and the refused ids were not spent. */
+    query("SELECT count(*) FROM inbound_ids", sig, sizeof(sig));
+    cr_assert_str_eq(sig, "0");
+    /* Several signatures (a key rotation): any good one is enough. */
+    sign(FIRE_KEY, "in_body", now, report, sig);
+    snprintf(two, sizeof(two), "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= %s", sig);
+    cr_assert_eq(post_signed(path, "in_body", now, two, NULL, report, resp), 200, "%s", resp);
+    j = json_loads(resp, 0, NULL);
+    cr_assert_str_eq(str(j, "state"), "reported");
+    json_decref(j);
+    free(resp);
+}
+
+Test(deliveries, a_bearer_token_wins_over_a_signature)
+{
+    char id[64], path[128], *resp = calloc(1, RESP_MAX);
+    long long now = (long long)time(NULL);
+
+    raise_ticket("fire-safety", id, sizeof(id));
+    snprintf(path, sizeof(path), "/v1/tickets/%s/events", id);
+    /* A bad signature is not looked at when the token is good … */
+    cr_assert_eq(post_signed(path, "in_both", now, "v1,bad", "tok-fire", report, resp), 200, "%s",
+                 resp);
+    /* … and a good signature does not rescue a bad token. */
+    char sig[128];
+    sign(FIRE_KEY, "in_both2", now, report, sig);
+    expect_error(post_signed(path, "in_both2", now, sig, "tok-wrong", report, resp), resp, 401,
+                 "unauthorized");
+    free(resp);
+}
