@@ -208,8 +208,8 @@ static void fill(const char *path, long n)
         die(path, sqlite3_errmsg(db));
     exec(db, "BEGIN");
     if (sqlite3_prepare_v2(db,
-                           "INSERT INTO deadlines(ticket,key,due_at,kind,ref,step) "
-                           "VALUES(?1,?2,?3,0,'whistled',?4)",
+                           "INSERT INTO deadlines(ticket,key,due_at,kind,ref,step,repeat) "
+                           "VALUES(?1,?2,?3,0,'whistled',?4,0)",
                            -1, &st, NULL) != SQLITE_OK)
         die("prepare", sqlite3_errmsg(db));
     /* Keys shaped like the engine's: ticket, kind, state, visit, step. */
