@@ -380,30 +380,44 @@ static int outbox_insert(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_m
     return rc == 0 ? wh_store_exec(e->store, st) : rc;
 }
 
-/* Queues one SPEC §5 message per org, to be delivered by the notifier. The
- * body is the same for every recipient but for data.actions: the common body
- * is serialized once and reused for recipients without links. */
+/* The SPEC §5 body, put together from parts already serialized: the ticket
+ * and event texts are made once per change, not once per recipient. */
+static char *message_text(wh_msg_type_t type, const char *stamp, const char *ticket,
+                          const char *event, const char *escalation, const char *actions)
+{
+    static const char fmt[] = "{\"type\":\"%s\",\"timestamp\":\"%s\",\"data\":{\"ticket\":%s,"
+                              "\"event\":%s%s%s,\"actions\":%s}}";
+    const char *esc_key = escalation ? ",\"escalation\":" : "";
+    int len = snprintf(NULL, 0, fmt, wh_msg_type_name(type), stamp, ticket, event, esc_key,
+                       escalation ? escalation : "", actions);
+    char *out = len > 0 ? malloc((size_t)len + 1) : NULL;
+    if (out != NULL)
+        snprintf(out, (size_t)len + 1, fmt, wh_msg_type_name(type), stamp, ticket, event, esc_key,
+                 escalation ? escalation : "", actions);
+    return out;
+}
+
+/* Queues one SPEC §5 message per org, to be delivered by the notifier: the
+ * same body for every recipient but for its action links. */
 static int enqueue(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_msg_type_t type,
                    const char *const *orgs, size_t n, json_t *ticket, json_t *event,
                    json_t *escalation)
 {
+    const size_t flags = JSON_COMPACT | WH_JSON_REAL;
     const wh_workflow_t *wf = NULL;
     wh_mach_view_t view, *v = NULL;
-    char stamp[26], *common = NULL;
-    json_t *msg, *data;
+    char stamp[26], *tt = NULL, *et = NULL, *xt = NULL, *common = NULL;
     int rc = 0;
 
     if (n == 0)
         return 0;
     memset(&view, 0, sizeof(view));
     wh_time_format_tz(now, e->opt.tz, stamp);
-    msg = json_pack("{s:s,s:s,s:{s:O,s:O,s:{}}}", "type", wh_msg_type_name(type), "timestamp",
-                    stamp, "data", "ticket", ticket, "event", event, "actions");
-    data = json_object_get(msg, "data");
-    if (msg != NULL && escalation != NULL)
-        json_object_set(data, "escalation", escalation);
-    common = msg ? json_dumps(msg, JSON_COMPACT | WH_JSON_REAL) : NULL;
-    if (common == NULL) {
+    tt = json_dumps(ticket, flags);
+    et = json_dumps(event, flags);
+    xt = escalation ? json_dumps(escalation, flags) : NULL;
+    if (tt == NULL || et == NULL || (escalation != NULL && xt == NULL) ||
+        (common = message_text(type, stamp, tt, et, xt, "{}")) == NULL) {
         rc = WH_ENOMEM;
         goto out;
     }
@@ -413,21 +427,23 @@ static int enqueue(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_msg_typ
         v = &view;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         json_t *acts = v ? actions_for(e, wf, v, t, orgs[i], now) : NULL;
-        char *own = NULL;
-        if (acts != NULL && json_object_size(acts) > 0) {
-            json_object_set(data, "actions", acts);
-            if ((own = json_dumps(msg, JSON_COMPACT | WH_JSON_REAL)) == NULL)
-                rc = WH_ENOMEM;
-        }
+        char *at = NULL, *own = NULL;
+        if (acts != NULL && json_object_size(acts) > 0 &&
+            ((at = json_dumps(acts, flags)) == NULL ||
+             (own = message_text(type, stamp, tt, et, xt, at)) == NULL))
+            rc = WH_ENOMEM;
         json_decref(acts);
         if (rc == 0)
             rc = outbox_insert(e, t, now, type, orgs[i], i, own ? own : common);
+        free(at);
         free(own);
     }
 out:
     wh_mach_view_free(&view);
+    free(tt);
+    free(et);
+    free(xt);
     free(common);
-    json_decref(msg);
     return rc;
 }
 

@@ -319,6 +319,10 @@ int wh_store_open(const char *path, bool full, bool read_only, wh_store_t **out,
     if (!read_only && (rc = make_parent_dir(path, err, errlen)) != 0)
         goto out;
     rc = wh_store_err(s, sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL));
+    /* A larger lookaside pool: a batch runs many small statements, and
+     * SQLite's own small allocations showed up as malloc time. */
+    if (rc == 0)
+        sqlite3_db_config(s->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 512, 1024);
     if (rc == 0)
         rc = configure(s, full, read_only);
     if (rc == 0 && !read_only)
