@@ -17,6 +17,7 @@
 
 #include "engine/actions.h"
 #include "engine/error.h"
+#include "src/cmd.h"
 #include "notifiers/webhook.h"
 
 #define DIGEST_LEN     32
@@ -40,7 +41,9 @@ typedef enum {
     R_WORKFLOW,
     R_ACTION,
     R_DELIVERIES,
-    R_RETRY
+    R_RETRY,
+    R_AUDIT_DEPTS,
+    R_AUDIT_CSV
 } route_t;
 
 /* A refusal decided by the API itself: status, code, message. */
@@ -192,6 +195,10 @@ static route_t route(const char *path, char *seg, size_t seglen)
     }
     if (strncmp(path, "/v1/deliveries", 14) == 0)
         return route_deliveries(path + 14, seg, seglen);
+    if (strcmp(path, "/v1/audit/departments") == 0)
+        return R_AUDIT_DEPTS;
+    if (strcmp(path, "/v1/audit/tickets.csv") == 0)
+        return R_AUDIT_CSV;
     if (strncmp(path, "/v1/tickets/", 12) != 0)
         return R_NONE;
     rest = path + 12;
@@ -1029,6 +1036,60 @@ static void post_retry(wh_api_t *a, wh_http_req_t *r, const char *org, const cha
         reply(r, 200, out, NULL);
 }
 
+/* ---- audit (supervisors, SPEC §6; cmd_audit.c computes it) ---- */
+
+/* from/to as given; a '+' of an offset that was not percent-encoded arrives
+ * as a space (form decoding) and is read as '+'. */
+static const char *audit_bound(const char *s, char buf[64])
+{
+    size_t n = s ? strlen(s) : 0;
+    if (s == NULL || n >= 64)
+        return s;
+    memcpy(buf, s, n + 1);
+    if (n > 6 && buf[n - 6] == ' ')
+        buf[n - 6] = '+';
+    return buf;
+}
+
+static void get_audit(wh_api_t *a, wh_http_req_t *r, const char *org, bool csv)
+{
+    static const char *const params[] = { "from", "to", "bom", NULL };
+    static const char *const csv_hdr[] = { "Content-Type", "text/csv; charset=utf-8",
+                                           "Content-Disposition",
+                                           "attachment; filename=\"tickets.csv\"", NULL };
+    const char *bom = wh_http_query(r, "bom");
+    char from[64], to[64], err[256] = "", *body = NULL;
+    size_t len = 0;
+    refusal_t f = { 0 };
+    int rc;
+
+    if (!is_supervisor(a, org)) {
+        reply_error(r, 403, "forbidden", "only supervisors may read the audit", NULL);
+        return;
+    }
+    if (check_query(r, params, &f) != 0 || (!csv && bom != NULL) ||
+        (bom != NULL && strcmp(bom, "true") != 0 && strcmp(bom, "false") != 0)) {
+        if (f.code == NULL || bom != NULL)
+            refuse(&f, 400, "bad_request", "'bom' is true or false, on tickets.csv only");
+        reply_refusal(r, &f);
+        return;
+    }
+    rc = wh_cmd_audit_answer(
+        a->st.cfg, a->st.workflows, a->st.nworkflows, audit_bound(wh_http_query(r, "from"), from),
+        audit_bound(wh_http_query(r, "to"), to), csv ? WH_AUDIT_CSV : WH_AUDIT_JSON,
+        bom && strcmp(bom, "true") == 0, &body, &len, err, sizeof(err));
+    if (rc == WH_EPARSE)
+        reply_error(r, 400, "bad_request", err, NULL);
+    else if (rc != 0)
+        reply_err(r, rc, NULL);
+    else if (csv)
+        wh_http_respond(r, 200, csv_hdr, body, len);
+    else
+        wh_http_respond(r, 200, (const char *const[]){ "Content-Type", "application/json", NULL },
+                        body, len);
+    free(body);
+}
+
 /* ---- signed requests (Standard Webhooks, SPEC §4) ---- */
 
 #define SIG_WINDOW_S   300
@@ -1207,6 +1268,10 @@ static void dispatch(wh_api_t *a, wh_http_req_t *r, route_t rt, const char *seg)
         break;
     case R_RETRY:
         post_retry(a, r, org, seg);
+        break;
+    case R_AUDIT_DEPTS:
+    case R_AUDIT_CSV:
+        get_audit(a, r, org, rt == R_AUDIT_CSV);
         break;
     default:
         if (seg[0] == '\0')

@@ -4,6 +4,12 @@
 #ifndef WH_CMD_H
 #define WH_CMD_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "engine/workflow.h"
+#include "src/config.h"
+
 #define WH_EXIT_OK      0
 #define WH_EXIT_INVALID 1
 #define WH_EXIT_USAGE   2
@@ -13,5 +19,16 @@ int wh_cmd_graph(int argc, char **argv);
 int wh_cmd_due(int argc, char **argv);
 int wh_cmd_serve(int argc, char **argv);
 int wh_cmd_verify(int argc, char **argv);
+int wh_cmd_audit(int argc, char **argv);
+
+/* The audit (SPEC §6) as the API answers it (cmd_audit.c): opens the
+ * config's database read-only, reads the window from from_s/to_s (NULL:
+ * the defaults), and fills *body (malloc'ed, *len bytes) with the JSON
+ * scorecards or the CSV export (with a UTF-8 BOM when bom). Returns 0,
+ * WH_EPARSE (a bad from/to: err says which), WH_ESTORAGE, WH_ENOMEM. */
+enum { WH_AUDIT_JSON, WH_AUDIT_CSV };
+int wh_cmd_audit_answer(const wh_config_t *cfg, const wh_workflow_t *const *wfs, size_t nwfs,
+                        const char *from_s, const char *to_s, int format, bool bom, char **body,
+                        size_t *len, char *err, size_t errlen);
 
 #endif

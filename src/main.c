@@ -25,6 +25,8 @@ static const command_t commands[] = {
     { "due", wh_cmd_due, "due --calendar FILE [--from TIME] DURATION  when a deadline falls due" },
     { "verify", wh_cmd_verify,
       "verify [-c whistle.yaml]            check every ticket's hash chain" },
+    { "audit", wh_cmd_audit,
+      "audit [-c whistle.yaml] [--from D] [--to D] [--format table|csv|json]  scorecards" },
     { "version", cmd_version, "version                             print the version" },
 };
 

@@ -73,7 +73,7 @@ Test(actions, every_altered_character_is_refused)
 {
     static const char alphabet[] = "Aa0-_";
     wh_action_t a = sample(), b;
-    char tok[WH_ACTIONS_TOKEN_MAX], bad[WH_ACTIONS_TOKEN_MAX];
+    char tok[WH_ACTIONS_TOKEN_MAX], bad[WH_ACTIONS_TOKEN_MAX + 2];
     size_t n;
 
     cr_assert_eq(wh_actions_make(key, &a, tok, sizeof(tok)), 0);
