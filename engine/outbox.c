@@ -22,6 +22,7 @@
 #define DEFAULT_MAX_IN_FLIGHT 256
 #define STORE_RETRY_MS        1000
 #define MAX_SET_ASIDE         64
+#define FLUSH_DELAY_MS        10 /* outcomes arriving this close share a commit */
 
 typedef struct wh_outbox_s wh_outbox_t;
 
@@ -48,7 +49,7 @@ static const char *const queries[Q__COUNT] = {
                " FROM outbox o WHERE o.status = 'pending' AND o.next_at <= ?1"
                " AND NOT EXISTS(SELECT 1 FROM outbox p WHERE p.ticket = o.ticket"
                "   AND p.org = o.org AND p.status = 'pending' AND p.id < o.id)"
-               " ORDER BY o.id LIMIT ?2",
+               " ORDER BY o.next_at, o.id LIMIT ?2",
     [Q_NEXT_DUE] = "SELECT min(next_at) FROM outbox WHERE status = 'pending' AND next_at > ?1",
     [Q_ATTEMPT] = "INSERT INTO attempts(outbox, attempt, at, status, latency_ms, error)"
                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
@@ -219,6 +220,8 @@ static void to_done(wh_outbox_t *ob, flight_t *f)
     ob->done = f;
 }
 
+static void on_timer(uv_timer_t *t);
+
 static void on_sent(const wh_notifier_result_t *res, void *arg)
 {
     flight_t *f = arg;
@@ -239,7 +242,11 @@ static void on_sent(const wh_notifier_result_t *res, void *arg)
     if (res->error != NULL && res->error[0] != '\0' && (f->error = strdup(res->error)) == NULL)
         f->error = NULL; /* the attempt still counts, without its text */
     to_done(ob, f);
-    wh_outbox_kick(ob->e);
+    /* Outcomes are committed together: one transaction (and fsync) for
+     * whatever finished within FLUSH_DELAY_MS, not one per loop turn. */
+    if (!ob->closing && (!uv_is_active((uv_handle_t *)&ob->timer) ||
+                         uv_timer_get_due_in(&ob->timer) > FLUSH_DELAY_MS))
+        uv_timer_start(&ob->timer, on_timer, FLUSH_DELAY_MS, 0);
 }
 
 static bool is_flying(const wh_outbox_t *ob, int64_t id)

@@ -59,7 +59,7 @@ static const char schema_v1[] =
     " ticket INTEGER NOT NULL, org TEXT NOT NULL, type TEXT NOT NULL, payload TEXT NOT NULL,"
     " status TEXT NOT NULL, attempts INTEGER NOT NULL, next_at INTEGER,"
     " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, last_error TEXT);"
-    "CREATE INDEX outbox_pending ON outbox(status, next_at);"
+    "CREATE INDEX outbox_pending ON outbox(status, next_at, id);"
     "CREATE INDEX outbox_ticket ON outbox(ticket, org);"
     "CREATE TABLE attempts(id INTEGER PRIMARY KEY, outbox INTEGER NOT NULL,"
     " attempt INTEGER NOT NULL, at INTEGER NOT NULL, status INTEGER NOT NULL,"
