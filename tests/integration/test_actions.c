@@ -4,8 +4,6 @@
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <jansson.h>
-#include <microhttpd.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,83 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "harness.h"
+
 #define PUBLIC_URL "https://whistle.example.org"
-
-static char dir[256];
-static pid_t pid = -1;
-static int port;
-
-/* ---- the receiver (as in test_webhooks.c, reduced) ---- */
-
-#define MAX_SEEN 8
-
-static struct {
-    struct MHD_Daemon *d;
-    int port;
-    pthread_mutex_t mu;
-    char body[MAX_SEEN][16384];
-    int nseen;
-} rx = { .mu = PTHREAD_MUTEX_INITIALIZER };
-
-typedef struct {
-    char buf[16384];
-    size_t len;
-} upload_t;
-
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-    (void)cls;
-    (void)c;
-    (void)toe;
-    free(*con_cls);
-    *con_cls = NULL;
-}
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *data,
-                                  size_t *size, void **con_cls)
-{
-    upload_t *u = *con_cls;
-    struct MHD_Response *r;
-    enum MHD_Result ret;
-    (void)cls;
-    (void)url;
-    (void)method;
-    (void)version;
-    if (u == NULL)
-        return (*con_cls = calloc(1, sizeof(upload_t))) != NULL ? MHD_YES : MHD_NO;
-    if (*size > 0) {
-        size_t n = *size < sizeof(u->buf) - 1 - u->len ? *size : sizeof(u->buf) - 1 - u->len;
-        memcpy(u->buf + u->len, data, n);
-        u->len += n;
-        *size = 0;
-        return MHD_YES;
-    }
-    pthread_mutex_lock(&rx.mu);
-    if (rx.nseen < MAX_SEEN)
-        memcpy(rx.body[rx.nseen++], u->buf, u->len + 1);
-    pthread_mutex_unlock(&rx.mu);
-    r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    ret = MHD_queue_response(c, 204, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-static int seen_count(void)
-{
-    pthread_mutex_lock(&rx.mu);
-    int n = rx.nseen;
-    pthread_mutex_unlock(&rx.mu);
-    return n;
-}
-
-static void wait_seen(int n, int ms)
-{
-    for (int i = 0; i < ms / 10 && seen_count() < n; i++)
-        usleep(10000);
-    cr_assert_eq(seen_count(), n, "the receiver saw %d requests, not %d", seen_count(), n);
-}
 
 /* ---- the daemon ---- */
 
@@ -98,7 +22,7 @@ static void write_config(const char *ttl)
 {
     char path[600], text[4096], wf[300];
     FILE *f;
-    snprintf(wf, sizeof(wf), "%s/workflows", dir);
+    snprintf(wf, sizeof(wf), "%s/workflows", wh_test_dir);
     cr_assert_eq(mkdir(wf, 0755), 0);
     snprintf(path, sizeof(path), "%s/street-whistle.yaml", wf);
     cr_assert_eq(symlink(WH_SOURCE_DIR "/workflows/street-whistle.yaml", path), 0);
@@ -129,90 +53,21 @@ static void write_config(const char *ttl)
         "token: tok-district }\n"
         "  - { id: city-joint-meeting, name: 联席会议, kind: joint-meeting, token: tok-joint }\n"
         "  - { id: city-supervision, name: 督查室, kind: supervisor, token: tok-super }\n",
-        dir, wf, ttl, rx.port);
-    snprintf(path, sizeof(path), "%s/whistle.yaml", dir);
+        wh_test_dir, wf, ttl, wh_test_receiver_port());
+    snprintf(path, sizeof(path), "%s/whistle.yaml", wh_test_dir);
     f = fopen(path, "w");
     cr_assert_not_null(f);
     fputs(text, f);
     fclose(f);
 }
 
-static char *daemon_log(void)
-{
-    char path[512], *buf = calloc(1, 1 << 20);
-    snprintf(path, sizeof(path), "%s/daemon.log", dir);
-    FILE *f = fopen(path, "r");
-    if (f != NULL) {
-        buf[fread(buf, 1, (1 << 20) - 1, f)] = '\0';
-        fclose(f);
-    }
-    return buf;
-}
-
-static void start_daemon(void)
-{
-    char cfg[512], log[512];
-    const char *mark = "whistle: listening on http://127.0.0.1:";
-    snprintf(cfg, sizeof(cfg), "%s/whistle.yaml", dir);
-    snprintf(log, sizeof(log), "%s/daemon.log", dir);
-    pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        FILE *f = freopen(log, "w", stderr);
-        (void)f;
-        execl(WH_BINARY, "whistle", "serve", "-c", cfg, "--listen", "127.0.0.1:0", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 1500; i++) {
-        char *buf = daemon_log(), *p = strstr(buf, mark);
-        int status;
-        if (p != NULL) {
-            port = atoi(p + strlen(mark));
-            free(buf);
-            return;
-        }
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            pid = -1;
-            cr_assert_fail("the daemon exited before listening:\n%s", buf);
-        }
-        free(buf);
-        usleep(10000);
-    }
-    cr_assert_fail("the daemon did not start listening");
-}
-
-static int stop_daemon(void)
-{
-    int status = 0;
-    if (pid <= 0)
-        return 0;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 1500; i++) {
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            pid = -1;
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        }
-        usleep(10000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    pid = -1;
-    return -1;
-}
-
 static void setup_with(const char *ttl)
 {
-    snprintf(dir, sizeof(dir), "/tmp/wh-actions-%d-XXXXXX", (int)getpid());
-    cr_assert_not_null(mkdtemp(dir));
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    rx.nseen = 0;
-    rx.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-                            NULL, NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-                            NULL, MHD_OPTION_END);
-    cr_assert_not_null(rx.d);
-    rx.port = MHD_get_daemon_info(rx.d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    wh_test_dir_make("wh-actions");
+    wh_test_receiver_reset();
+    wh_test_receiver_start();
     write_config(ttl);
-    start_daemon();
+    wh_test_daemon_start();
 }
 
 static void setup(void)
@@ -227,16 +82,9 @@ static void setup_short(void)
 
 static void teardown(void)
 {
-    char cmd[300];
-    int rc = stop_daemon();
-    if (rx.d != NULL)
-        MHD_stop_daemon(rx.d);
-    rx.d = NULL;
-    curl_global_cleanup();
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-    cr_assert_eq(rc, 0, "the daemon did not stop cleanly");
+    int rc = wh_test_daemon_stop(SIGTERM);
+    wh_test_receiver_stop();
+    wh_test_finish(rc);
 }
 
 TestSuite(actions, .init = setup, .fini = teardown, .timeout = 60);
@@ -272,7 +120,7 @@ static void request(const char *method, const char *path, const char *token, con
     char *ct = NULL;
 
     memset(out, 0, sizeof(*out));
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", wh_test_port, path);
     if (token != NULL) {
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
         h = curl_slist_append(h, auth);
@@ -325,14 +173,14 @@ static void raise_and_get_link(char *id, size_t idlen, char *tok, size_t toklen)
             "{\"category\": \"fire-safety\", \"title\": \"消防通道被占 <b>\"}", &r);
     cr_assert_eq(r.status, 201, "%s", r.body);
     snprintf(id, idlen, "%s", json_str(r.body, "id", NULL));
-    wait_seen(1, 5000);
-    msg = json_loads(rx.body[0], 0, NULL);
-    cr_assert_not_null(msg, "%s", rx.body[0]);
+    wh_test_receiver_wait(1, 5000);
+    msg = json_loads(wh_test_receiver_seen(0)->body, 0, NULL);
+    cr_assert_not_null(msg, "%s", wh_test_receiver_seen(0)->body);
     acts = json_object_get(json_object_get(msg, "data"), "actions");
     /* dispute needs a note, so only report has a link. */
-    cr_assert_eq(json_object_size(acts), 1, "%s", rx.body[0]);
+    cr_assert_eq(json_object_size(acts), 1, "%s", wh_test_receiver_seen(0)->body);
     link = json_string_value(json_object_get(acts, "report"));
-    cr_assert_not_null(link, "%s", rx.body[0]);
+    cr_assert_not_null(link, "%s", wh_test_receiver_seen(0)->body);
     cr_assert_eq(strncmp(link, prefix, strlen(prefix)), 0, "%s", link);
     snprintf(tok, toklen, "%s", link + strlen(prefix));
     cr_assert_gt(strlen(tok), 40);
@@ -448,8 +296,8 @@ Test(actions, tokens_never_reach_the_log)
     request("GET", path, NULL, NULL, NULL, &r);
     request("POST", path, NULL, NULL, NULL, &r);
     cr_assert_eq(r.status, 200, "%s", r.body);
-    cr_assert_eq(stop_daemon(), 0);
-    log = daemon_log();
+    cr_assert_eq(wh_test_daemon_stop(SIGTERM), 0);
+    log = wh_test_daemon_log();
     cr_assert_null(strstr(log, tok), "%s", log);
     cr_assert_null(strstr(log, strchr(tok, '.') + 1), "%s", log); /* not even its MAC */
     cr_assert_not_null(strstr(log, "POST /v1/actions/REDACTED 200"), "%s", log);

@@ -16,9 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static char dir[256];
-static pid_t pid = -1;
-static int port;
+#include "harness.h"
 
 /* ---- the daemon (as in test_serve.c) ---- */
 
@@ -44,176 +42,29 @@ static void write_config(void)
              "  - { id: city-joint-meeting, name: 联席会议, kind: joint-meeting, token: "
              "tok-joint }\n"
              "  - { id: city-supervision, name: 督查室, kind: supervisor, token: tok-super }\n",
-             dir);
-    snprintf(path, sizeof(path), "%s/whistle.yaml", dir);
+             wh_test_dir);
+    snprintf(path, sizeof(path), "%s/whistle.yaml", wh_test_dir);
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f, "%s", path);
     fputs(text, f);
     fclose(f);
 }
 
-/* The port from the daemon's "listening on" line, waiting up to 15 s. */
-static int read_port(const char *log)
-{
-    static const char line[] = "whistle: listening on http://127.0.0.1:";
-    for (int i = 0; i < 1500; i++) {
-        char buf[8192] = "";
-        FILE *f = fopen(log, "r");
-        if (f != NULL) {
-            size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-            buf[n] = '\0';
-            fclose(f);
-        }
-        const char *p = strstr(buf, line);
-        if (p != NULL)
-            return atoi(p + strlen(line));
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            pid = -1;
-            cr_assert_fail("the daemon exited before listening:\n%s", buf);
-        }
-        usleep(10000);
-    }
-    cr_assert_fail("the daemon did not start listening");
-    return -1;
-}
-
-static void start_daemon(void)
-{
-    char cfg[512], log[512];
-    snprintf(cfg, sizeof(cfg), "%s/whistle.yaml", dir);
-    snprintf(log, sizeof(log), "%s/daemon.log", dir);
-    unlink(log);
-    pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        FILE *f = freopen(log, "w", stderr);
-        (void)f;
-        execl(WH_BINARY, "whistle", "serve", "-c", cfg, "--listen", "127.0.0.1:0", (char *)NULL);
-        _exit(127);
-    }
-    port = read_port(log);
-}
-
-/* A crash: nothing is flushed, nothing is closed. */
-static void kill_daemon(void)
-{
-    int status;
-    cr_assert_gt(pid, 0);
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    pid = -1;
-}
-
-/* SIGTERM and wait; returns the exit status (-1 when it had to be killed). */
-static int stop_daemon(void)
-{
-    int status = 0;
-    if (pid <= 0)
-        return 0;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 1500; i++) {
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            pid = -1;
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        }
-        usleep(10000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    pid = -1;
-    return -1;
-}
-
 static void setup(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/wh-deadlines-%d-XXXXXX", (int)getpid());
-    cr_assert_not_null(mkdtemp(dir));
+    wh_test_dir_make("wh-deadlines");
     write_config();
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    start_daemon();
+    wh_test_daemon_start();
 }
 
 static void teardown(void)
 {
-    char cmd[300], path[512];
-    int rc = stop_daemon();
-    if (rc != 0) {
-        snprintf(path, sizeof(path), "cat '%s/daemon.log' >&2", dir);
-        if (system(path) != 0)
-            fprintf(stderr, "no daemon log\n");
-    }
-    curl_global_cleanup();
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-    cr_assert_eq(rc, 0, "the daemon did not stop cleanly");
+    wh_test_finish(wh_test_daemon_stop(SIGTERM));
 }
 
 TestSuite(deadlines, .init = setup, .fini = teardown, .timeout = 60);
 
 /* ---- HTTP ---- */
-
-typedef struct {
-    long status;
-    char *body;
-    size_t len;
-    json_t *json;
-} resp_t;
-
-static size_t on_body(char *p, size_t size, size_t n, void *arg)
-{
-    resp_t *r = arg;
-    char *b = realloc(r->body, r->len + size * n + 1);
-    cr_assert_not_null(b);
-    memcpy(b + r->len, p, size * n);
-    r->body = b;
-    r->len += size * n;
-    r->body[r->len] = '\0';
-    return size * n;
-}
-
-static void resp_free(resp_t *r)
-{
-    free(r->body);
-    json_decref(r->json);
-}
-
-static resp_t request(const char *method, const char *path, const char *token, const char *body)
-{
-    resp_t r = { 0 };
-    char url[512], auth[128];
-    struct curl_slist *h = NULL;
-    CURL *c = curl_easy_init();
-
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-    h = curl_slist_append(h, auth);
-    h = curl_slist_append(h, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    if (body != NULL) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    }
-    CURLcode rc = curl_easy_perform(c);
-    cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    if (r.body != NULL)
-        r.json = json_loadb(r.body, r.len, 0, NULL);
-    return r;
-}
-
-static const char *str(json_t *j, const char *key)
-{
-    return json_string_value(json_object_get(j, key));
-}
 
 /* Unix seconds of an RFC 3339 time to the second, "Z" or "+hh:mm". */
 static int64_t epoch_of(const char *s)
@@ -247,11 +98,11 @@ static raised_t raise_ok(const char *workflow)
     char body[256];
     snprintf(body, sizeof(body),
              "{\"workflow\":\"%s\",\"category\":\"fire-safety\",\"title\":\"t\"}", workflow);
-    resp_t r = request("POST", "/v1/tickets", "tok-xintan", body);
+    wh_test_resp_t r = wh_test_request("POST", "/v1/tickets", "tok-xintan", body);
     cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
-    raised_t t = { strdup(str(r.json, "id")), epoch_of(str(r.json, "created_at")),
-                   epoch_of(str(r.json, "due_at")) };
-    resp_free(&r);
+    raised_t t = { strdup(wh_test_str(r.json, "id")), epoch_of(wh_test_str(r.json, "created_at")),
+                   epoch_of(wh_test_str(r.json, "due_at")) };
+    wh_test_resp_free(&r);
     return t;
 }
 
@@ -260,10 +111,10 @@ static json_t *fire_ok(const char *token, const char *id, const char *event)
     char path[128], body[128];
     snprintf(path, sizeof(path), "/v1/tickets/%s/events", id);
     snprintf(body, sizeof(body), "{\"event\":\"%s\"}", event);
-    resp_t r = request("POST", path, token, body);
+    wh_test_resp_t r = wh_test_request("POST", path, token, body);
     cr_assert_eq(r.status, 200, "%s by %s: %ld %s", event, token, r.status, r.body);
     json_t *t = json_incref(r.json);
-    resp_free(&r);
+    wh_test_resp_free(&r);
     return t;
 }
 
@@ -272,11 +123,11 @@ static json_t *events_of(const char *id)
 {
     char path[128];
     snprintf(path, sizeof(path), "/v1/tickets/%s/events", id);
-    resp_t r = request("GET", path, "tok-super", NULL);
+    wh_test_resp_t r = wh_test_request("GET", path, "tok-super", NULL);
     cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
     json_t *rows = json_incref(json_object_get(r.json, "events"));
     cr_assert(json_is_array(rows), "%s", r.body);
-    resp_free(&r);
+    wh_test_resp_free(&r);
     return rows;
 }
 
@@ -288,7 +139,7 @@ static size_t count_rows(json_t *rows, const char *event, int step)
     json_array_foreach(rows, i, row)
     {
         json_t *data = json_object_get(row, "data");
-        if (strcmp(str(row, "event"), event) == 0 &&
+        if (strcmp(wh_test_str(row, "event"), event) == 0 &&
             (step == 0 || json_integer_value(json_object_get(data, "step")) == step))
             n++;
     }
@@ -297,7 +148,7 @@ static size_t count_rows(json_t *rows, const char *event, int step)
 
 static int64_t data_due(json_t *row)
 {
-    return epoch_of(str(json_object_get(row, "data"), "due_at"));
+    return epoch_of(wh_test_str(json_object_get(row, "data"), "due_at"));
 }
 
 static double now_s(void)
@@ -335,7 +186,7 @@ static int64_t db_count(const char *sql)
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     int64_t n = -1;
-    snprintf(path, sizeof(path), "%s/var/whistle.db", dir);
+    snprintf(path, sizeof(path), "%s/var/whistle.db", wh_test_dir);
     cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
     cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s: %s", sql,
@@ -373,20 +224,20 @@ static void check_ladder(json_t *rows, int64_t due, int64_t restarted)
     cr_assert_eq(count_rows(rows, "escalated", 1), 1);
     json_array_foreach(rows, i, row)
     {
-        const char *ev = str(row, "event");
+        const char *ev = wh_test_str(row, "event");
         json_t *data = json_object_get(row, "data");
-        int64_t at = epoch_of(str(row, "at"));
+        int64_t at = epoch_of(wh_test_str(row, "at"));
         if (strcmp(ev, "breached") == 0 || strcmp(ev, "escalated") == 0) {
             cr_assert_geq(at, restarted, "seq %zu logged when sent", i + 1);
-            cr_assert_str_eq(str(row, "actor"), "system");
+            cr_assert_str_eq(wh_test_str(row, "actor"), "system");
         }
         if (strcmp(ev, "breached") == 0) {
             cr_assert_eq(data_due(row), due, "the original due time");
-            cr_assert_str_eq(str(data, "state"), "whistled");
+            cr_assert_str_eq(wh_test_str(data, "state"), "whistled");
         } else if (strcmp(ev, "escalated") == 0 &&
                    json_integer_value(json_object_get(data, "step")) == 1) {
             cr_assert_eq(data_due(row), due);
-            cr_assert_str_eq(str(data, "escalation"), "no-show");
+            cr_assert_str_eq(wh_test_str(data, "escalation"), "no-show");
         } else if (strcmp(ev, "escalated") == 0) {
             int64_t d = data_due(row);
             cr_assert_eq(json_integer_value(json_object_get(data, "step")), 2);
@@ -407,14 +258,14 @@ static void check_ladder(json_t *rows, int64_t due, int64_t restarted)
 Test(deadlines, missed_while_killed_fire_once_after_restart)
 {
     raised_t t = raise_ok("fast-ladder");
-    kill_daemon();
+    wh_test_daemon_kill();
     cr_assert_eq(t.due, t.created + 2);
     cr_assert_lt(now_s(), (double)t.due, "killed before the deadline");
 
     /* Down past the deadline, step 2 (due + 1) and its first repeat (due + 2). */
     sleep_until((double)t.due + 2.2);
     int64_t restarted = (int64_t)now_s();
-    start_daemon();
+    wh_test_daemon_start();
     json_t *rows = wait_for(t.id, "breached", 1, 5);
     usleep(300000);
     json_decref(rows);
@@ -425,8 +276,8 @@ Test(deadlines, missed_while_killed_fire_once_after_restart)
     json_decref(rows);
 
     /* A second crash while the ladder repeats: nothing already sent goes again. */
-    kill_daemon();
-    start_daemon();
+    wh_test_daemon_kill();
+    wh_test_daemon_start();
     usleep(1200000);
     rows = events_of(t.id);
     check_ladder(rows, t.due, restarted);
@@ -435,7 +286,7 @@ Test(deadlines, missed_while_killed_fire_once_after_restart)
     /* Both departments report: leaving the state stops the ladder. */
     json_decref(fire_ok("tok-fire", t.id, "report"));
     json_t *tk = fire_ok("tok-housing", t.id, "report");
-    cr_assert_str_eq(str(tk, "state"), "reported");
+    cr_assert_str_eq(wh_test_str(tk, "state"), "reported");
     json_decref(tk);
     rows = events_of(t.id);
     size_t n = json_array_size(rows);
@@ -450,8 +301,8 @@ Test(deadlines, missed_while_killed_fire_once_after_restart)
     cr_assert_eq(escalated_to("beita-district", 2), (int64_t)steps2);
     cr_assert_eq(escalated_to("fire-brigade", 2), 0);
 
-    kill_daemon();
-    start_daemon();
+    wh_test_daemon_kill();
+    wh_test_daemon_start();
     usleep(1500000);
     rows = events_of(t.id);
     cr_assert_eq(json_array_size(rows), n, "nothing fires after the state was left");
@@ -469,9 +320,9 @@ Test(deadlines, resolved_ticket_auto_closes_at_its_deadline)
     json_decref(fire_ok("tok-fire", t.id, "report"));
     json_decref(fire_ok("tok-housing", t.id, "report"));
     json_t *tk = fire_ok("tok-fire", t.id, "resolve");
-    cr_assert_str_eq(str(tk, "state"), "resolved");
-    int64_t resolved_at = epoch_of(str(tk, "updated_at"));
-    int64_t due = epoch_of(str(tk, "due_at"));
+    cr_assert_str_eq(wh_test_str(tk, "state"), "resolved");
+    int64_t resolved_at = epoch_of(wh_test_str(tk, "updated_at"));
+    int64_t due = epoch_of(wh_test_str(tk, "due_at"));
     cr_assert_eq(due, resolved_at + 2);
     json_decref(tk);
 
@@ -479,26 +330,26 @@ Test(deadlines, resolved_ticket_auto_closes_at_its_deadline)
     size_t n = json_array_size(rows);
     cr_assert_geq(n, 3);
     json_t *br = json_array_get(rows, n - 2), *ac = json_array_get(rows, n - 1);
-    cr_assert_str_eq(str(ac, "event"), "auto-close");
-    cr_assert_str_eq(str(br, "event"), "breached");
+    cr_assert_str_eq(wh_test_str(ac, "event"), "auto-close");
+    cr_assert_str_eq(wh_test_str(br, "event"), "breached");
     cr_assert_eq(data_due(br), due);
-    cr_assert_str_eq(str(json_object_get(br, "data"), "state"), "resolved");
-    cr_assert_str_eq(str(ac, "actor"), "system");
-    cr_assert_str_eq(str(ac, "from"), "resolved");
-    cr_assert_str_eq(str(ac, "to"), "closed");
-    int64_t at = epoch_of(str(ac, "at"));
+    cr_assert_str_eq(wh_test_str(json_object_get(br, "data"), "state"), "resolved");
+    cr_assert_str_eq(wh_test_str(ac, "actor"), "system");
+    cr_assert_str_eq(wh_test_str(ac, "from"), "resolved");
+    cr_assert_str_eq(wh_test_str(ac, "to"), "closed");
+    int64_t at = epoch_of(wh_test_str(ac, "at"));
     cr_assert(at >= due && at <= due + 1, "auto-closed %lld s after due", (long long)(at - due));
     cr_assert_eq(count_rows(rows, "escalated", 0), 0, "reported in time: no ladder");
     json_decref(rows);
 
     char path[128];
     snprintf(path, sizeof(path), "/v1/tickets/%s", t.id);
-    resp_t r = request("GET", path, "tok-super", NULL);
+    wh_test_resp_t r = wh_test_request("GET", path, "tok-super", NULL);
     cr_assert_eq(r.status, 200);
-    cr_assert_str_eq(str(r.json, "state"), "closed");
-    cr_assert_eq(epoch_of(str(r.json, "closed_at")), at);
+    cr_assert_str_eq(wh_test_str(r.json, "state"), "closed");
+    cr_assert_eq(epoch_of(wh_test_str(r.json, "closed_at")), at);
     cr_assert(json_is_null(json_object_get(r.json, "due_at")));
-    resp_free(&r);
+    wh_test_resp_free(&r);
     cr_assert_eq(db_count("SELECT count(*) FROM deadlines"), 0);
     free(t.id);
 }
@@ -524,7 +375,7 @@ static CURL *load_handle(struct curl_slist *h)
     static const char body[] = "{\"workflow\":\"quiet\",\"category\":\"load\",\"title\":\"t\"}";
     char url[128];
     CURL *c = curl_easy_init();
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/tickets", port);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/tickets", wh_test_port);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -612,7 +463,7 @@ Test(deadlines, deadlines_under_load_all_fire_in_time)
         cr_assert_eq(count_rows(rows, "breached", 0), 1, "%s: %s", t[i].id,
                      json_dumps(rows, JSON_COMPACT));
         json_t *br = json_array_get(rows, 1);
-        int64_t at = epoch_of(str(br, "at"));
+        int64_t at = epoch_of(wh_test_str(br, "at"));
         cr_assert_eq(data_due(br), t[i].due, "%s", t[i].id);
         cr_assert(at >= t[i].due && at <= t[i].due + 5, "%s breached %lld s after due", t[i].id,
                   (long long)(at - t[i].due));
@@ -644,7 +495,7 @@ Test(deadlines, idle_timer_fires_within_150ms_of_its_due_second)
     char path[512], sql[256];
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
-    snprintf(path, sizeof(path), "%s/var/whistle.db", dir);
+    snprintf(path, sizeof(path), "%s/var/whistle.db", wh_test_dir);
     cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_busy_timeout(db, 1000);
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM deadlines");

@@ -5,10 +5,8 @@
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <jansson.h>
-#include <microhttpd.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -19,140 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static char dir[256];
-static pid_t pid = -1;
-static int port;
-
-/* ---- the receiver ---- */
-
-#define MAX_SEEN 32
-
-typedef struct {
-    char path[64], id[128], stamp[32], sig[128];
-    char body[16384];
-    uint64_t at_ms; /* when it arrived (monotonic) */
-} seen_t;
-
-static struct {
-    struct MHD_Daemon *d;
-    int port;
-    pthread_mutex_t mu;
-    int statuses[8]; /* answered in turn; the last one repeats */
-    int nstatuses, next;
-    int retry_after; /* > 0: sent with 429 and 503 */
-    seen_t seen[MAX_SEEN];
-    int nseen;
-} rx = { .mu = PTHREAD_MUTEX_INITIALIZER };
-
-typedef struct {
-    char buf[16384];
-    size_t len;
-} upload_t;
-
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-    (void)cls;
-    (void)c;
-    (void)toe;
-    free(*con_cls);
-    *con_cls = NULL;
-}
-
-static void header(struct MHD_Connection *c, const char *name, char *out, size_t len)
-{
-    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
-    snprintf(out, len, "%s", v ? v : "");
-}
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *data,
-                                  size_t *size, void **con_cls)
-{
-    upload_t *u = *con_cls;
-    struct MHD_Response *r;
-    enum MHD_Result ret;
-    int status = 204;
-    (void)cls;
-    (void)method;
-    (void)version;
-    if (u == NULL)
-        return (*con_cls = calloc(1, sizeof(upload_t))) != NULL ? MHD_YES : MHD_NO;
-    if (*size > 0) {
-        size_t n = *size < sizeof(u->buf) - 1 - u->len ? *size : sizeof(u->buf) - 1 - u->len;
-        memcpy(u->buf + u->len, data, n);
-        u->len += n;
-        *size = 0;
-        return MHD_YES;
-    }
-    pthread_mutex_lock(&rx.mu);
-    if (rx.nseen < MAX_SEEN) {
-        seen_t *s = &rx.seen[rx.nseen++];
-        snprintf(s->path, sizeof(s->path), "%s", url);
-        header(c, "webhook-id", s->id, sizeof(s->id));
-        header(c, "webhook-timestamp", s->stamp, sizeof(s->stamp));
-        header(c, "webhook-signature", s->sig, sizeof(s->sig));
-        memcpy(s->body, u->buf, u->len + 1);
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        s->at_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    }
-    if (rx.nstatuses > 0)
-        status = rx.statuses[rx.next < rx.nstatuses - 1 ? rx.next++ : rx.nstatuses - 1];
-    pthread_mutex_unlock(&rx.mu);
-    r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    if ((status == 429 || status == 503) && rx.retry_after > 0) {
-        char ra[16];
-        snprintf(ra, sizeof(ra), "%d", rx.retry_after);
-        MHD_add_response_header(r, "Retry-After", ra);
-    }
-    ret = MHD_queue_response(c, (unsigned)status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-/* Starts the receiver on rx.port (0: any free port). */
-static void receiver_start(void)
-{
-    rx.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION,
-                            (uint16_t)rx.port, NULL, NULL, on_request, NULL,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
-    cr_assert_not_null(rx.d, "cannot start the receiver on port %d", rx.port);
-    rx.port = MHD_get_daemon_info(rx.d, MHD_DAEMON_INFO_BIND_PORT)->port;
-}
-
-static void receiver_stop(void)
-{
-    if (rx.d != NULL)
-        MHD_stop_daemon(rx.d);
-    rx.d = NULL;
-}
-
-static void answer(int n, const int *statuses)
-{
-    pthread_mutex_lock(&rx.mu);
-    memcpy(rx.statuses, statuses, (size_t)n * sizeof(int));
-    rx.nstatuses = n;
-    rx.next = 0;
-    pthread_mutex_unlock(&rx.mu);
-}
-
-static int seen_count(void)
-{
-    pthread_mutex_lock(&rx.mu);
-    int n = rx.nseen;
-    pthread_mutex_unlock(&rx.mu);
-    return n;
-}
-
-/* Waits up to ms for the receiver to have seen n requests. */
-static void wait_seen(int n, int ms)
-{
-    for (int i = 0; i < ms / 10 && seen_count() < n; i++)
-        usleep(10000);
-    cr_assert_eq(seen_count(), n, "the receiver saw %d requests, not %d", seen_count(), n);
-}
+#include "harness.h"
 
 /* ---- the daemon ---- */
 
@@ -170,7 +35,7 @@ static void write_config(void)
 {
     char path[600], text[4096], wf[300], fire[80], housing[80];
     FILE *f;
-    snprintf(wf, sizeof(wf), "%s/workflows", dir);
+    snprintf(wf, sizeof(wf), "%s/workflows", wh_test_dir);
     cr_assert_eq(mkdir(wf, 0755), 0);
     snprintf(path, sizeof(path), "%s/street-whistle.yaml", wf);
     cr_assert_eq(symlink(WH_SOURCE_DIR "/workflows/street-whistle.yaml", path), 0);
@@ -201,104 +66,28 @@ static void write_config(void)
         "token: tok-district }\n"
         "  - { id: city-joint-meeting, name: 联席会议, kind: joint-meeting, token: tok-joint }\n"
         "  - { id: city-supervision, name: 督查室, kind: supervisor, token: tok-super }\n",
-        dir, wf, rx.port, fire, rx.port, housing);
-    snprintf(path, sizeof(path), "%s/whistle.yaml", dir);
+        wh_test_dir, wf, wh_test_receiver_port(), fire, wh_test_receiver_port(), housing);
+    snprintf(path, sizeof(path), "%s/whistle.yaml", wh_test_dir);
     f = fopen(path, "w");
     cr_assert_not_null(f);
     fputs(text, f);
     fclose(f);
 }
 
-static char *daemon_log(void)
-{
-    char path[512], *buf = calloc(1, 1 << 20);
-    snprintf(path, sizeof(path), "%s/daemon.log", dir);
-    FILE *f = fopen(path, "r");
-    if (f != NULL) {
-        buf[fread(buf, 1, (1 << 20) - 1, f)] = '\0';
-        fclose(f);
-    }
-    return buf;
-}
-
-static void start_daemon(void)
-{
-    char cfg[512], log[512];
-    const char *mark = "whistle: listening on http://127.0.0.1:";
-    snprintf(cfg, sizeof(cfg), "%s/whistle.yaml", dir);
-    snprintf(log, sizeof(log), "%s/daemon.log", dir);
-    unlink(log);
-    pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        FILE *f = freopen(log, "w", stderr);
-        (void)f;
-        execl(WH_BINARY, "whistle", "serve", "-c", cfg, "--listen", "127.0.0.1:0", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 1500; i++) {
-        char *buf = daemon_log(), *p = strstr(buf, mark);
-        int status;
-        if (p != NULL) {
-            port = atoi(p + strlen(mark));
-            free(buf);
-            return;
-        }
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            pid = -1;
-            cr_assert_fail("the daemon exited before listening:\n%s", buf);
-        }
-        free(buf);
-        usleep(10000);
-    }
-    cr_assert_fail("the daemon did not start listening");
-}
-
-static int stop_daemon(int sig)
-{
-    int status = 0;
-    if (pid <= 0)
-        return 0;
-    kill(pid, sig);
-    for (int i = 0; i < 1500; i++) {
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            pid = -1;
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        }
-        usleep(10000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    pid = -1;
-    return -1;
-}
-
 static void setup(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/wh-deliv-%d-XXXXXX", (int)getpid());
-    cr_assert_not_null(mkdtemp(dir));
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    rx.port = 0;
-    rx.nseen = rx.nstatuses = rx.next = rx.retry_after = 0;
-    receiver_start();
+    wh_test_dir_make("wh-deliv");
+    wh_test_receiver_reset();
+    wh_test_receiver_start();
     write_config();
-    start_daemon();
+    wh_test_daemon_start();
 }
 
 static void teardown(void)
 {
-    char cmd[300];
-    int rc = stop_daemon(SIGTERM);
-    char *log = daemon_log();
-    receiver_stop();
-    curl_global_cleanup();
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-    if (rc != 0)
-        fprintf(stderr, "the daemon's log:\n%s\n", log);
-    free(log);
-    cr_assert_eq(rc, 0, "the daemon did not stop cleanly");
+    int rc = wh_test_daemon_stop(SIGTERM);
+    wh_test_receiver_stop();
+    wh_test_finish(rc);
 }
 
 TestSuite(deliveries, .init = setup, .fini = teardown, .timeout = 60);
@@ -329,7 +118,7 @@ static long http(const char *method, const char *path, const char *const *header
     long status = 0;
 
     resp[0] = '\0';
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", wh_test_port, path);
     for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
         h = curl_slist_append(h, headers[i]);
     h = curl_slist_append(h, "Content-Type: application/json");
@@ -394,7 +183,7 @@ static void query(const char *sql, char *out, size_t len)
     char path[512];
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
-    snprintf(path, sizeof(path), "%s/var/whistle.db", dir);
+    snprintf(path, sizeof(path), "%s/var/whistle.db", wh_test_dir);
     out[0] = '\0';
     cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_busy_timeout(db, 2000);
@@ -476,7 +265,7 @@ Test(deliveries, the_list_shows_a_delivered_message_with_its_attempt)
     char id[64], want[128];
     json_t *j, *d, *log;
     raise_ticket("fire-safety", id, sizeof(id));
-    wait_seen(1, 5000);
+    wh_test_receiver_wait(1, 5000);
     wait_query("SELECT status FROM outbox WHERE org = 'fire-brigade'", "delivered", 3000);
     j = get_json("/v1/deliveries?org=fire-brigade", "tok-super", 200);
     cr_assert_eq(json_array_size(json_object_get(j, "deliveries")), 1);
@@ -563,10 +352,10 @@ Test(deliveries, a_failed_message_is_retried_by_hand_and_delivered)
     const int fail[] = { 500 }, ok[] = { 204 };
     json_t *j, *d;
 
-    answer(1, fail);
+    wh_test_receiver_answer(1, fail);
     raise_ticket("fire-safety", id, sizeof(id));
     /* [1s]: two attempts, then failed. */
-    wait_seen(2, 6000);
+    wh_test_receiver_wait(2, 6000);
     wait_query("SELECT status || ' ' || attempts FROM outbox WHERE org = 'fire-brigade'",
                "failed 2", 3000);
     j = get_json("/v1/deliveries?status=failed", "tok-super", 200);
@@ -578,7 +367,7 @@ Test(deliveries, a_failed_message_is_retried_by_hand_and_delivered)
                      "HTTP 500");
     json_decref(j);
 
-    answer(1, ok);
+    wh_test_receiver_answer(1, ok);
     outbox_id(id, "fire-brigade", mid, sizeof(mid));
     snprintf(path, sizeof(path), "/v1/deliveries/%s/retry", mid);
     cr_assert_eq(http("POST", path, super, "", resp), 200, "%s", resp);
@@ -587,10 +376,10 @@ Test(deliveries, a_failed_message_is_retried_by_hand_and_delivered)
     cr_assert_eq(json_integer_value(json_object_get(j, "id")), atoll(mid));
     cr_assert_eq(json_integer_value(json_object_get(j, "attempts")), 2);
     json_decref(j);
-    wait_seen(3, 4000);
+    wh_test_receiver_wait(3, 4000);
     wait_query("SELECT status || ' ' || attempts FROM outbox WHERE org = 'fire-brigade'",
                "delivered 3", 3000);
-    cr_assert_str_eq(rx.seen[0].id, rx.seen[2].id);
+    cr_assert_str_eq(wh_test_receiver_seen(0)->id, wh_test_receiver_seen(2)->id);
     /* Delivered now: a second retry is refused; so is an unknown id. */
     expect_error(http("POST", path, super, "", resp), resp, 409, "invalid_state");
     expect_error(http("POST", "/v1/deliveries/999999/retry", super, "", resp), resp, 404,
@@ -605,16 +394,16 @@ Test(deliveries, retrying_a_disabled_message_enables_the_endpoint_again)
     const char *const super[] = { "Authorization: Bearer tok-super", NULL };
     const int gone_then_ok[] = { 410, 204 };
 
-    answer(2, gone_then_ok);
+    wh_test_receiver_answer(2, gone_then_ok);
     raise_ticket("fire-safety", a, sizeof(a));
-    wait_seen(1, 5000);
+    wh_test_receiver_wait(1, 5000);
     raise_ticket("fire-safety", b, sizeof(b));
     wait_query("SELECT group_concat(status, ',') FROM outbox WHERE org = 'fire-brigade'",
                "disabled,disabled", 3000);
     outbox_id(a, "fire-brigade", mid, sizeof(mid));
     snprintf(path, sizeof(path), "/v1/deliveries/%s/retry", mid);
     cr_assert_eq(http("POST", path, super, "", resp), 200, "%s", resp);
-    wait_seen(2, 4000);
+    wh_test_receiver_wait(2, 4000);
     snprintf(sql, sizeof(sql), "SELECT status FROM outbox WHERE id = %s", mid);
     wait_query(sql, "delivered", 3000);
     query("SELECT count(*) FROM endpoints", sql, sizeof(sql));
@@ -654,8 +443,8 @@ Test(deliveries, a_signed_report_is_the_department_and_cannot_be_replayed)
     /* The same request again, then again after a restart. */
     expect_error(post_signed(path, "in_report_1", now, sig, NULL, report, resp), resp, 401,
                  "replayed");
-    cr_assert_eq(stop_daemon(SIGTERM), 0);
-    start_daemon();
+    cr_assert_eq(wh_test_daemon_stop(SIGTERM), 0);
+    wh_test_daemon_start();
     expect_error(post_signed(path, "in_report_1", now, sig, NULL, report, resp), resp, 401,
                  "replayed");
     query("SELECT org || ' ' || id FROM inbound_ids", sig, sizeof(sig));

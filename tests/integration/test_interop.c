@@ -17,18 +17,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "harness.h"
+
 /* The example city's demo secret for fire-brigade (examples/whistle.yaml). */
 #define FIRE_SECRET "whsec_Ue3K1ioc9HXFb1pi+hQOHSD6y+ftW8vKPGsv6gDyqPk="
 #define INTEROP_DIR WH_SOURCE_DIR "/tests/interop"
 
-static char dir[256];
-static pid_t daemon_pid = -1, node_pid = -1;
-static int port, node_port;
+static pid_t node_pid = -1;
+static int node_port;
 
 static char *slurp(const char *name)
 {
     char path[512], *buf = calloc(1, 1 << 20);
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    snprintf(path, sizeof(path), "%s/%s", wh_test_dir, name);
     FILE *f = fopen(path, "r");
     if (f != NULL) {
         buf[fread(buf, 1, (1 << 20) - 1, f)] = '\0';
@@ -40,7 +41,7 @@ static char *slurp(const char *name)
 static void put(const char *name, const char *text)
 {
     char path[512];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    snprintf(path, sizeof(path), "%s/%s", wh_test_dir, name);
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
     fputs(text, f);
@@ -61,9 +62,9 @@ static void need_node(void)
 static void start_node(void)
 {
     char portf[300], outf[300], urlf[300];
-    snprintf(portf, sizeof(portf), "%s/node.port", dir);
-    snprintf(outf, sizeof(outf), "%s/verified.jsonl", dir);
-    snprintf(urlf, sizeof(urlf), "%s/whistle.url", dir);
+    snprintf(portf, sizeof(portf), "%s/node.port", wh_test_dir);
+    snprintf(outf, sizeof(outf), "%s/verified.jsonl", wh_test_dir);
+    snprintf(urlf, sizeof(urlf), "%s/whistle.url", wh_test_dir);
     node_pid = fork();
     cr_assert_neq(node_pid, -1);
     if (node_pid == 0) {
@@ -109,64 +110,23 @@ static void write_config(void)
              "city-joint-meeting, token: tok-district }\n"
              "  - { id: city-joint-meeting, name: 联席, kind: joint-meeting, token: tok-joint }\n"
              "  - { id: city-supervision, name: 督查室, kind: supervisor, token: tok-super }\n",
-             dir, node_port, FIRE_SECRET);
+             wh_test_dir, node_port, FIRE_SECRET);
     put("whistle.yaml", text);
 }
 
+/* The daemon, its url where the node script looks for it. */
 static void start_daemon(void)
 {
-    char cfg[512], log[512], url[64];
-    const char *mark = "whistle: listening on http://127.0.0.1:";
-    snprintf(cfg, sizeof(cfg), "%s/whistle.yaml", dir);
-    snprintf(log, sizeof(log), "%s/daemon.log", dir);
-    daemon_pid = fork();
-    cr_assert_neq(daemon_pid, -1);
-    if (daemon_pid == 0) {
-        FILE *f = freopen(log, "w", stderr);
-        (void)f;
-        execl(WH_BINARY, "whistle", "serve", "-c", cfg, "--listen", "127.0.0.1:0", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 1500; i++) {
-        char *buf = slurp("daemon.log"), *p = strstr(buf, mark);
-        if (p != NULL) {
-            port = atoi(p + strlen(mark));
-            free(buf);
-            snprintf(url, sizeof(url), "http://127.0.0.1:%d\n", port);
-            put("whistle.url", url);
-            return;
-        }
-        free(buf);
-        usleep(10000);
-    }
-    cr_assert_fail("the daemon did not start listening");
-}
-
-static int stop(pid_t *pid)
-{
-    int status = 0;
-    if (*pid <= 0)
-        return 0;
-    kill(*pid, SIGTERM);
-    for (int i = 0; i < 1000; i++) {
-        if (waitpid(*pid, &status, WNOHANG) == *pid) {
-            *pid = -1;
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        }
-        usleep(10000);
-    }
-    kill(*pid, SIGKILL);
-    waitpid(*pid, &status, 0);
-    *pid = -1;
-    return -1;
+    char url[64];
+    wh_test_daemon_start();
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d\n", wh_test_port);
+    put("whistle.url", url);
 }
 
 static void setup(void)
 {
     need_node();
-    snprintf(dir, sizeof(dir), "/tmp/wh-interop-%d-XXXXXX", (int)getpid());
-    cr_assert_not_null(mkdtemp(dir));
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    wh_test_dir_make("wh-interop");
     start_node();
     write_config();
     start_daemon();
@@ -174,23 +134,12 @@ static void setup(void)
 
 static void teardown(void)
 {
-    char cmd[300];
     int rc;
-    if (dir[0] == '\0')
+    if (wh_test_dir[0] == '\0')
         return; /* skipped before anything started */
-    rc = stop(&daemon_pid);
-    stop(&node_pid);
-    curl_global_cleanup();
-    if (rc != 0) {
-        char *log = slurp("daemon.log");
-        fprintf(stderr, "the daemon's log:\n%s\n", log);
-        free(log);
-    }
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-    dir[0] = '\0';
-    cr_assert_eq(rc, 0, "the daemon did not stop cleanly");
+    rc = wh_test_daemon_stop(SIGTERM);
+    wh_test_stop_pid(&node_pid, SIGTERM);
+    wh_test_finish(rc);
 }
 
 TestSuite(interop, .fini = teardown, .timeout = 60);
@@ -251,7 +200,7 @@ Test(interop, standardwebhooks_verifies_and_signs_back)
     size_t i;
     const json_t *verified = NULL, *callback = NULL;
     setup();
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/tickets", port);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/tickets", wh_test_port);
     cr_assert_eq(
         request(url,
                 "{\"workflow\": \"street-whistle\", \"category\": \"fire-safety\", \"title\": "
@@ -298,7 +247,7 @@ Test(interop, standardwebhooks_verifies_and_signs_back)
     json_decref(all);
 
     /* The ticket moved, as fire-brigade (the signing org). */
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/tickets/%s/events", port, id);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/tickets/%s/events", wh_test_port, id);
     cr_assert_eq(
         request(url, NULL, curl_slist_append(NULL, "Authorization: Bearer tok-super"), resp), 200);
     t = json_loads(resp, 0, NULL);

@@ -13,52 +13,30 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "harness.h"
+
 #include "engine/tz.h"
 
-static char dir[256];
-static pid_t pid = -1;
-static int port;
-
 /* ---- the daemon ---- */
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "%s", path);
-    fputs(text, f);
-    fclose(f);
-}
-
-static char *read_file(const char *path)
-{
-    char *buf = calloc(1, 1 << 20);
-    FILE *f = fopen(path, "r");
-    if (f != NULL) {
-        size_t n = fread(buf, 1, (1 << 20) - 1, f);
-        buf[n] = '\0';
-        fclose(f);
-    }
-    return buf;
-}
 
 /* street-whistle again as version 2: versions of one workflow may share
  * categories, and the service list shows each category once. */
 static void write_v2(const char *wf)
 {
     char path[600];
-    char *text = read_file(WH_SOURCE_DIR "/workflows/street-whistle.yaml");
+    char *text = wh_test_read_file(WH_SOURCE_DIR "/workflows/street-whistle.yaml");
     char *v = strstr(text, "version: 1");
     cr_assert_not_null(v);
     v[9] = '2';
     snprintf(path, sizeof(path), "%s/street-whistle-v2.yaml", wf);
-    write_file(path, text);
+    wh_test_write_file(path, text);
     free(text);
 }
 
 static void write_config(void)
 {
     char path[600], text[4096], wf[300];
-    snprintf(wf, sizeof(wf), "%s/workflows", dir);
+    snprintf(wf, sizeof(wf), "%s/workflows", wh_test_dir);
     cr_assert_eq(mkdir(wf, 0755), 0);
     snprintf(path, sizeof(path), "%s/street-whistle.yaml", wf);
     cr_assert_eq(symlink(WH_SOURCE_DIR "/workflows/street-whistle.yaml", path), 0);
@@ -91,200 +69,39 @@ static void write_config(void)
              "  - { id: city-joint-meeting, name: 联席会议, kind: joint-meeting, token: "
              "tok-joint }\n"
              "  - { id: city-supervision, name: 督查室, kind: supervisor, token: tok-super }\n",
-             dir, wf);
-    snprintf(path, sizeof(path), "%s/whistle.yaml", dir);
-    write_file(path, text);
-}
-
-static int read_port(const char *log)
-{
-    static const char mark[] = "whistle: listening on http://127.0.0.1:";
-    for (int i = 0; i < 1500; i++) {
-        char *buf = read_file(log);
-        const char *p = strstr(buf, mark);
-        int status, found = p != NULL ? atoi(p + strlen(mark)) : 0;
-        if (found == 0 && waitpid(pid, &status, WNOHANG) == pid) {
-            pid = -1;
-            cr_assert_fail("the daemon exited before listening:\n%s", buf);
-        }
-        free(buf);
-        if (found != 0)
-            return found;
-        usleep(10000);
-    }
-    cr_assert_fail("the daemon did not start listening");
-    return -1;
-}
-
-static void start_daemon(void)
-{
-    char cfg[512], log[512];
-    snprintf(cfg, sizeof(cfg), "%s/whistle.yaml", dir);
-    snprintf(log, sizeof(log), "%s/daemon.log", dir);
-    pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        FILE *f = freopen(log, "w", stderr);
-        (void)f;
-        execl(WH_BINARY, "whistle", "serve", "-c", cfg, "--listen", "127.0.0.1:0", (char *)NULL);
-        _exit(127);
-    }
-    port = read_port(log);
-}
-
-static int stop_daemon(void)
-{
-    int status = 0;
-    if (pid <= 0)
-        return 0;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 1500; i++) {
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            pid = -1;
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        }
-        usleep(10000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    pid = -1;
-    return -1;
-}
-
-static void make_dir(void)
-{
-    snprintf(dir, sizeof(dir), "/tmp/wh-open311-%d-XXXXXX", (int)getpid());
-    cr_assert_not_null(mkdtemp(dir));
-}
-
-static void remove_dir(void)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+             wh_test_dir, wf);
+    snprintf(path, sizeof(path), "%s/whistle.yaml", wh_test_dir);
+    wh_test_write_file(path, text);
 }
 
 static void setup(void)
 {
-    make_dir();
+    wh_test_dir_make("wh-open311");
     write_config();
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    start_daemon();
+    wh_test_daemon_start();
 }
 
 static void teardown(void)
 {
-    char path[512];
-    int rc = stop_daemon();
-    snprintf(path, sizeof(path), "%s/daemon.log", dir);
-    char *log = read_file(path);
-    curl_global_cleanup();
-    remove_dir();
-    if (rc != 0)
-        fprintf(stderr, "the daemon's log:\n%s\n", log);
-    free(log);
-    cr_assert_eq(rc, 0, "the daemon did not stop cleanly");
+    wh_test_finish(wh_test_daemon_stop(SIGTERM));
 }
 
 TestSuite(open311, .init = setup, .fini = teardown, .timeout = 120);
 
 /* ---- HTTP ---- */
 
-typedef struct {
-    long status;
-    char *body;
-    size_t len;
-    char headers[4096];
-    size_t hlen;
-    json_t *json;
-} resp_t;
-
-static size_t on_body(char *p, size_t size, size_t n, void *arg)
-{
-    resp_t *r = arg;
-    char *b = realloc(r->body, r->len + size * n + 1);
-    cr_assert_not_null(b);
-    memcpy(b + r->len, p, size * n);
-    r->body = b;
-    r->len += size * n;
-    r->body[r->len] = '\0';
-    return size * n;
-}
-
-static size_t on_header(char *p, size_t size, size_t n, void *arg)
-{
-    resp_t *r = arg;
-    size_t k = size * n;
-    if (r->hlen + k < sizeof(r->headers)) {
-        memcpy(r->headers + r->hlen, p, k);
-        r->hlen += k;
-        r->headers[r->hlen] = '\0';
-    }
-    return k;
-}
-
-static void resp_free(resp_t *r)
-{
-    free(r->body);
-    json_decref(r->json);
-}
-
 /* One request: a form body (POST) or none; token, when given, as a bearer
  * token (the native API). */
-static resp_t request(const char *method, const char *path, const char *token, const char *form)
+static wh_test_resp_t request(const char *method, const char *path, const char *token,
+                              const char *form)
 {
-    resp_t r = { 0 };
-    char url[1024], auth[128];
-    struct curl_slist *h = NULL;
-    CURL *c = curl_easy_init();
-
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    if (token != NULL) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-        h = curl_slist_append(h, auth);
-        h = curl_slist_append(h, "Content-Type: application/json");
-    } else {
-        h = curl_slist_append(h, "Content-Type: application/x-www-form-urlencoded");
-    }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    if (form != NULL) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(form));
-    }
-    CURLcode rc = curl_easy_perform(c);
-    cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    if (r.body != NULL)
-        r.json = json_loadb(r.body, r.len, 0, NULL);
-    return r;
-}
-
-static bool has_header(const resp_t *r, const char *line)
-{
-    for (const char *p = r->headers; (p = strchr(p, '\n')) != NULL; p++)
-        if (strncasecmp(p + 1, line, strlen(line)) == 0)
-            return true;
-    return false;
-}
-
-static const char *str(json_t *j, const char *key)
-{
-    return json_string_value(json_object_get(j, key));
+    const char *type = token != NULL ? "application/json" : "application/x-www-form-urlencoded";
+    return wh_test_send(method, path, token, type, form, form != NULL ? strlen(form) : 0, NULL);
 }
 
 /* The XML answer parsed by python3, flattened: the root's tag, then one
  * line "item.child=text" per child of each item. NULL without python3. */
-static char *xml_flat(const resp_t *r)
+static char *xml_flat(const wh_test_resp_t *r)
 {
     static const char script[] = "import sys, xml.etree.ElementTree as ET\n"
                                  "root = ET.parse(sys.argv[1]).getroot()\n"
@@ -293,39 +110,39 @@ static char *xml_flat(const resp_t *r)
                                  "    for c in item:\n"
                                  "        print('%s.%s=%s' % (item.tag, c.tag, c.text or ''))\n";
     char doc[300], py[300], cmd[1400], out[300];
-    snprintf(doc, sizeof(doc), "%s/answer.xml", dir);
-    snprintf(py, sizeof(py), "%s/flat.py", dir);
-    snprintf(out, sizeof(out), "%s/flat.txt", dir);
+    snprintf(doc, sizeof(doc), "%s/answer.xml", wh_test_dir);
+    snprintf(py, sizeof(py), "%s/flat.py", wh_test_dir);
+    snprintf(out, sizeof(out), "%s/flat.txt", wh_test_dir);
     if (system("command -v python3 >/dev/null 2>&1") != 0) {
         cr_log_warn("python3 is not installed: XML left unparsed");
         return NULL;
     }
-    write_file(doc, r->body);
-    write_file(py, script);
+    wh_test_write_file(doc, r->body);
+    wh_test_write_file(py, script);
     snprintf(cmd, sizeof(cmd), "PYTHONIOENCODING=utf-8 python3 '%s' '%s' > '%s' 2>&1", py, doc,
              out);
     int rc = system(cmd);
-    char *flat = read_file(out);
+    char *flat = wh_test_read_file(out);
     cr_assert_eq(rc, 0, "not well-formed XML (%s):\n%s", flat, r->body);
     return flat;
 }
 
 /* Asserts a GeoReport error: status, [{"code": status, "description"}] in
  * JSON, or the same in XML. */
-static void expect_error(resp_t r, long status, const char *desc, bool xml)
+static void expect_error(wh_test_resp_t r, long status, const char *desc, bool xml)
 {
     char want[600];
     cr_assert_eq(r.status, status, "%ld %s", r.status, r.body ? r.body : "");
     if (!xml) {
-        cr_assert(has_header(&r, "Content-Type: application/json"), "%s", r.headers);
+        cr_assert(wh_test_has_header(&r, "Content-Type: application/json"), "%s", r.headers);
         cr_assert_not_null(r.json, "not JSON: %s", r.body);
         cr_assert_eq(json_array_size(r.json), 1, "%s", r.body);
         json_t *e = json_array_get(r.json, 0);
         cr_assert_eq(json_integer_value(json_object_get(e, "code")), status, "%s", r.body);
-        cr_assert_str_eq(str(e, "description"), desc);
+        cr_assert_str_eq(wh_test_str(e, "description"), desc);
         cr_assert_eq(json_object_size(e), 2);
     } else {
-        cr_assert(has_header(&r, "Content-Type: text/xml; charset=utf-8"), "%s", r.headers);
+        cr_assert(wh_test_has_header(&r, "Content-Type: text/xml; charset=utf-8"), "%s", r.headers);
         char *flat = xml_flat(&r);
         snprintf(want, sizeof(want), "errors\nerror.code=%ld\nerror.description=%s\n", status,
                  desc);
@@ -333,17 +150,17 @@ static void expect_error(resp_t r, long status, const char *desc, bool xml)
             cr_assert_str_eq(flat, want);
         free(flat);
     }
-    resp_free(&r);
+    wh_test_resp_free(&r);
 }
 
 /* Raises through Open311 and returns the service_request_id. */
 static char *raise311(const char *form)
 {
-    resp_t r = request("POST", "/open311/v2/requests.json", NULL, form);
+    wh_test_resp_t r = request("POST", "/open311/v2/requests.json", NULL, form);
     cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
     cr_assert_eq(json_array_size(r.json), 1, "%s", r.body);
-    char *id = strdup(str(json_array_get(r.json, 0), "service_request_id"));
-    resp_free(&r);
+    char *id = strdup(wh_test_str(json_array_get(r.json, 0), "service_request_id"));
+    wh_test_resp_free(&r);
     return id;
 }
 
@@ -351,10 +168,10 @@ static json_t *native_ticket(const char *id)
 {
     char path[128];
     snprintf(path, sizeof(path), "/v1/tickets/%s", id);
-    resp_t r = request("GET", path, "tok-xintan", NULL);
+    wh_test_resp_t r = request("GET", path, "tok-xintan", NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
     json_t *t = json_incref(r.json);
-    resp_free(&r);
+    wh_test_resp_free(&r);
     return t;
 }
 
@@ -362,9 +179,9 @@ static void fire(const char *token, const char *id, const char *body)
 {
     char path[128];
     snprintf(path, sizeof(path), "/v1/tickets/%s/events", id);
-    resp_t r = request("POST", path, token, body);
+    wh_test_resp_t r = request("POST", path, token, body);
     cr_assert_eq(r.status, 200, "%s: %ld %s", body, r.status, r.body);
-    resp_free(&r);
+    wh_test_resp_free(&r);
 }
 
 /* GET requests/{id}.json as xintan: the one request. */
@@ -372,11 +189,11 @@ static json_t *get311(const char *id)
 {
     char path[200];
     snprintf(path, sizeof(path), "/open311/v2/requests/%s.json?api_key=tok-xintan", id);
-    resp_t r = request("GET", path, NULL, NULL);
+    wh_test_resp_t r = request("GET", path, NULL, NULL);
     cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
     cr_assert_eq(json_array_size(r.json), 1, "%s", r.body);
     json_t *o = json_incref(json_array_get(r.json, 0));
-    resp_free(&r);
+    wh_test_resp_free(&r);
     return o;
 }
 
@@ -391,12 +208,12 @@ Test(open311, services_json_lists_each_routed_category_once)
 {
     static const char *const codes[] = { "fire-hazard", "housing-repair", "price-complaint",
                                          "food-safety", "fire-safety",    "property-fee" };
-    resp_t r = request("GET", "/open311/v2/services.json", NULL, NULL);
+    wh_test_resp_t r = request("GET", "/open311/v2/services.json", NULL, NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
-    cr_assert(has_header(&r, "Content-Type: application/json; charset=utf-8"));
+    cr_assert(wh_test_has_header(&r, "Content-Type: application/json; charset=utf-8"));
     cr_assert_eq(json_array_size(r.json), 6, "%s", r.body);
     for (size_t i = 0; i < 6; i++)
-        cr_assert_str_eq(str(json_array_get(r.json, i), "service_code"), codes[i]);
+        cr_assert_str_eq(wh_test_str(json_array_get(r.json, i), "service_code"), codes[i]);
 
     json_t *fire = json_array_get(r.json, 4);
     json_t *want =
@@ -411,21 +228,21 @@ Test(open311, services_json_lists_each_routed_category_once)
                      "type", "realtime", "keywords", "group");
     cr_assert(json_equal(json_array_get(r.json, 5), want), "%s", r.body);
     json_decref(want);
-    cr_assert_str_eq(str(json_array_get(r.json, 0), "keywords"), "消防,楼道");
-    resp_free(&r);
+    cr_assert_str_eq(wh_test_str(json_array_get(r.json, 0), "keywords"), "消防,楼道");
+    wh_test_resp_free(&r);
 
     r = request("GET", "/open311/v2/services.json?jurisdiction_id=shaoyang.gov.cn", NULL, NULL);
     cr_assert_eq(r.status, 200);
-    resp_free(&r);
+    wh_test_resp_free(&r);
     expect_error(request("GET", "/open311/v2/services.json?jurisdiction_id=x.gov.cn", NULL, NULL),
                  400, "jurisdiction_id does not name this server's jurisdiction", false);
 }
 
 Test(open311, services_xml_is_well_formed_with_chinese_intact)
 {
-    resp_t r = request("GET", "/open311/v2/services.xml", NULL, NULL);
+    wh_test_resp_t r = request("GET", "/open311/v2/services.xml", NULL, NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
-    cr_assert(has_header(&r, "Content-Type: text/xml; charset=utf-8"));
+    cr_assert(wh_test_has_header(&r, "Content-Type: text/xml; charset=utf-8"));
     cr_assert(
         strncmp(r.body, "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<services><service>", 58) == 0,
         "%s", r.body);
@@ -454,19 +271,19 @@ Test(open311, services_xml_is_well_formed_with_chinese_intact)
                            "%s", flat);
     }
     free(flat);
-    resp_free(&r);
+    wh_test_resp_free(&r);
 }
 
 Test(open311, discovery_names_the_v2_endpoint)
 {
-    resp_t r = request("GET", "/open311/discovery.json", NULL, NULL);
+    wh_test_resp_t r = request("GET", "/open311/discovery.json", NULL, NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
     json_t *ep = json_array_get(json_object_get(r.json, "endpoints"), 0);
-    cr_assert_str_eq(str(ep, "url"), "https://whistle.example.cn/open311/v2");
-    cr_assert_str_eq(str(ep, "specification"), "http://wiki.open311.org/GeoReport_v2");
-    cr_assert_str_eq(str(ep, "type"), "production");
+    cr_assert_str_eq(wh_test_str(ep, "url"), "https://whistle.example.cn/open311/v2");
+    cr_assert_str_eq(wh_test_str(ep, "specification"), "http://wiki.open311.org/GeoReport_v2");
+    cr_assert_str_eq(wh_test_str(ep, "type"), "production");
     cr_assert_eq(json_array_size(json_object_get(ep, "formats")), 2);
-    resp_free(&r);
+    wh_test_resp_free(&r);
 
     r = request("GET", "/open311/discovery.xml", NULL, NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
@@ -477,40 +294,41 @@ Test(open311, discovery_names_the_v2_endpoint)
     cr_assert_not_null(strstr(r.body, "<url>https://whistle.example.cn/open311/v2</url>"));
     cr_assert_not_null(strstr(r.body, "<formats><format>application/json</format>"
                                       "<format>text/xml</format></formats>"));
-    resp_free(&r);
+    wh_test_resp_free(&r);
 }
 
 /* ---- raising ---- */
 
 Test(open311, a_form_post_raises_a_ticket_and_stores_no_personal_data)
 {
-    resp_t r = request("POST", "/open311/v2/requests.json", NULL,
-                       "api_key=tok-xintan&service_code=fire-safety&lat=27.2389&long=111.4672"
-                       "&description=%E6%A5%BC%E9%81%93%E5%A0%86%E7%89%A9+3%E5%A4%84"
-                       "&media_url=https%3A%2F%2Fimg.example.cn%2Fa.jpg"
-                       "&first_name=%E5%BC%A0&last_name=%E4%B8%89&email=zhang%40example.cn"
-                       "&phone=13800000000&device_id=dev-42&account_id=acct-7"
-                       "&attribute%5Bfloor%5D=3&attribute%5Bkind%5D%5B%5D=a&attribute%5Bkind"
-                       "%5D%5B%5D=b");
+    wh_test_resp_t r =
+        request("POST", "/open311/v2/requests.json", NULL,
+                "api_key=tok-xintan&service_code=fire-safety&lat=27.2389&long=111.4672"
+                "&description=%E6%A5%BC%E9%81%93%E5%A0%86%E7%89%A9+3%E5%A4%84"
+                "&media_url=https%3A%2F%2Fimg.example.cn%2Fa.jpg"
+                "&first_name=%E5%BC%A0&last_name=%E4%B8%89&email=zhang%40example.cn"
+                "&phone=13800000000&device_id=dev-42&account_id=acct-7"
+                "&attribute%5Bfloor%5D=3&attribute%5Bkind%5D%5B%5D=a&attribute%5Bkind"
+                "%5D%5B%5D=b");
     cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
     json_t *want = json_pack("[{s:s,s:s,s:n}]", "service_request_id", "T00000001", "service_notice",
                              "已吹哨", "account_id");
     cr_assert(json_equal(r.json, want), "%s", r.body);
     json_decref(want);
-    resp_free(&r);
+    wh_test_resp_free(&r);
 
     json_t *t = native_ticket("T00000001");
-    cr_assert_str_eq(str(t, "workflow"), "street-whistle");
+    cr_assert_str_eq(wh_test_str(t, "workflow"), "street-whistle");
     cr_assert_eq(json_integer_value(json_object_get(t, "version")), 2);
-    cr_assert_str_eq(str(t, "category"), "fire-safety");
-    cr_assert_str_eq(str(t, "title"), "消防安全隐患");
-    cr_assert_str_eq(str(t, "raiser"), "xintan-street");
-    cr_assert_str_eq(str(t, "description"),
+    cr_assert_str_eq(wh_test_str(t, "category"), "fire-safety");
+    cr_assert_str_eq(wh_test_str(t, "title"), "消防安全隐患");
+    cr_assert_str_eq(wh_test_str(t, "raiser"), "xintan-street");
+    cr_assert_str_eq(wh_test_str(t, "description"),
                      "楼道堆物 3处\n\nmedia_url: https://img.example.cn/a.jpg");
     json_t *loc = json_pack("{s:f,s:f}", "lat", 27.2389, "lon", 111.4672);
     cr_assert(json_equal(json_object_get(t, "location"), loc));
     json_decref(loc);
-    cr_assert_str_eq(str(json_array_get(json_object_get(t, "assignees"), 0), "org"),
+    cr_assert_str_eq(wh_test_str(json_array_get(json_object_get(t, "assignees"), 0), "org"),
                      "fire-brigade");
     json_decref(t);
 
@@ -521,7 +339,7 @@ Test(open311, a_form_post_raises_a_ticket_and_stores_no_personal_data)
                                             "acct-7",           "张",          "floor" };
     for (size_t i = 0; i < sizeof(personal) / sizeof(personal[0]); i++)
         cr_assert_null(strstr(r.body, personal[i]), "%s in %s", personal[i], r.body);
-    resp_free(&r);
+    wh_test_resp_free(&r);
 
     /* The XML form of the answer. */
     r = request("POST", "/open311/v2/requests.xml", NULL,
@@ -532,10 +350,10 @@ Test(open311, a_form_post_raises_a_ticket_and_stores_no_personal_data)
         cr_assert_str_eq(flat, "service_requests\nrequest.service_request_id=T00000002\n"
                                "request.service_notice=已受理（待签收）\nrequest.account_id=\n");
     free(flat);
-    resp_free(&r);
+    wh_test_resp_free(&r);
     t = native_ticket("T00000002");
-    cr_assert_str_eq(str(t, "workflow"), "hotline-12345");
-    cr_assert_str_eq(str(json_object_get(t, "location"), "grid"), "grid-07");
+    cr_assert_str_eq(wh_test_str(t, "workflow"), "hotline-12345");
+    cr_assert_str_eq(wh_test_str(json_object_get(t, "location"), "grid"), "grid-07");
     cr_assert(json_is_null(json_object_get(t, "description")));
     json_decref(t);
 }
@@ -586,9 +404,9 @@ static void bad_requests(bool xml)
 Test(open311, refusals_are_georeport_errors_in_json)
 {
     bad_requests(false);
-    resp_t r = request("GET", "/open311/v2/requests.json?api_key=tok-xintan", NULL, NULL);
+    wh_test_resp_t r = request("GET", "/open311/v2/requests.json?api_key=tok-xintan", NULL, NULL);
     cr_assert_str_eq(r.body, "[]", "nothing was raised by the refused requests");
-    resp_free(&r);
+    wh_test_resp_free(&r);
 }
 
 Test(open311, refusals_are_georeport_errors_in_xml)
@@ -596,8 +414,8 @@ Test(open311, refusals_are_georeport_errors_in_xml)
     bad_requests(true);
     expect_error(request("GET", "/open311/v2/nothing.xml", NULL, NULL), 404, "no such Open311 path",
                  true);
-    resp_t r = request("DELETE", "/open311/v2/requests.xml", NULL, NULL);
-    cr_assert(has_header(&r, "Allow: GET, HEAD, POST"));
+    wh_test_resp_t r = request("DELETE", "/open311/v2/requests.xml", NULL, NULL);
+    cr_assert(wh_test_has_header(&r, "Allow: GET, HEAD, POST"));
     expect_error(r, 405, "this method is not allowed on this path", true);
 }
 
@@ -614,23 +432,23 @@ Test(open311, a_ticket_closed_in_the_native_api_shows_closed)
 {
     char *id = raise311(fire_form);
     json_t *t = native_ticket(id), *o = get311(id);
-    const char *due = str(t, "due_at");
+    const char *due = wh_test_str(t, "due_at");
 
     cr_assert_not_null(due);
-    cr_assert_str_eq(str(o, "service_request_id"), id);
-    cr_assert_str_eq(str(o, "status"), "open");
+    cr_assert_str_eq(wh_test_str(o, "service_request_id"), id);
+    cr_assert_str_eq(wh_test_str(o, "status"), "open");
     cr_assert(json_is_null(json_object_get(o, "status_notes")));
-    cr_assert_str_eq(str(o, "service_name"), "消防安全隐患");
-    cr_assert_str_eq(str(o, "service_code"), "fire-safety");
-    cr_assert_str_eq(str(o, "description"), "楼道堆物 3处");
-    cr_assert_str_eq(str(o, "agency_responsible"), "消防");
-    cr_assert_str_eq(str(o, "service_notice"), "已吹哨");
-    cr_assert_str_eq(str(o, "requested_datetime"), str(t, "created_at"));
-    cr_assert_str_eq(str(o, "updated_datetime"), str(t, "updated_at"));
+    cr_assert_str_eq(wh_test_str(o, "service_name"), "消防安全隐患");
+    cr_assert_str_eq(wh_test_str(o, "service_code"), "fire-safety");
+    cr_assert_str_eq(wh_test_str(o, "description"), "楼道堆物 3处");
+    cr_assert_str_eq(wh_test_str(o, "agency_responsible"), "消防");
+    cr_assert_str_eq(wh_test_str(o, "service_notice"), "已吹哨");
+    cr_assert_str_eq(wh_test_str(o, "requested_datetime"), wh_test_str(t, "created_at"));
+    cr_assert_str_eq(wh_test_str(o, "updated_datetime"), wh_test_str(t, "updated_at"));
     /* The 30-minute 报到 deadline comes before the 7-workday clock. */
-    cr_assert_str_eq(str(o, "expected_datetime"), due);
-    cr_assert_eq(at(due) - at(str(t, "created_at")), 1800);
-    cr_assert_str_eq(str(o, "address"), "新滩路1号");
+    cr_assert_str_eq(wh_test_str(o, "expected_datetime"), due);
+    cr_assert_eq(at(due) - at(wh_test_str(t, "created_at")), 1800);
+    cr_assert_str_eq(wh_test_str(o, "address"), "新滩路1号");
     cr_assert(json_is_null(json_object_get(o, "address_id")));
     cr_assert(json_is_null(json_object_get(o, "zipcode")));
     cr_assert(json_real_value(json_object_get(o, "lat")) == 27.2389);
@@ -645,10 +463,10 @@ Test(open311, a_ticket_closed_in_the_native_api_shows_closed)
     t = native_ticket(id);
     o = get311(id);
     cr_assert(json_is_null(json_object_get(t, "due_at")));
-    cr_assert_str_eq(str(o, "expected_datetime"),
-                     str(json_array_get(json_object_get(t, "clocks"), 0), "due_at"));
-    cr_assert_str_eq(str(o, "service_notice"), "已报到");
-    cr_assert_str_eq(str(o, "status"), "open");
+    cr_assert_str_eq(wh_test_str(o, "expected_datetime"),
+                     wh_test_str(json_array_get(json_object_get(t, "clocks"), 0), "due_at"));
+    cr_assert_str_eq(wh_test_str(o, "service_notice"), "已报到");
+    cr_assert_str_eq(wh_test_str(o, "status"), "open");
     json_decref(o);
     json_decref(t);
 
@@ -656,25 +474,25 @@ Test(open311, a_ticket_closed_in_the_native_api_shows_closed)
     fire("tok-fire", id, "{\"event\":\"resolve\",\"note\":\"已清理完毕\"}");
     t = native_ticket(id);
     o = get311(id);
-    cr_assert_not_null(str(t, "due_at"));
-    cr_assert_str_eq(str(o, "expected_datetime"), str(t, "due_at"));
-    cr_assert_str_eq(str(o, "status_notes"), "已清理完毕");
-    cr_assert_str_eq(str(o, "status"), "open");
+    cr_assert_not_null(wh_test_str(t, "due_at"));
+    cr_assert_str_eq(wh_test_str(o, "expected_datetime"), wh_test_str(t, "due_at"));
+    cr_assert_str_eq(wh_test_str(o, "status_notes"), "已清理完毕");
+    cr_assert_str_eq(wh_test_str(o, "status"), "open");
     json_decref(o);
     json_decref(t);
 
     fire("tok-xintan", id, "{\"event\":\"confirm\",\"rating\":5}");
     o = get311(id);
-    cr_assert_str_eq(str(o, "status"), "closed");
-    cr_assert_str_eq(str(o, "service_notice"), "已关闭");
+    cr_assert_str_eq(wh_test_str(o, "status"), "closed");
+    cr_assert_str_eq(wh_test_str(o, "service_notice"), "已关闭");
     cr_assert(json_is_null(json_object_get(o, "expected_datetime")));
     cr_assert(json_is_null(json_object_get(o, "status_notes")), "confirm carries no note");
-    cr_assert_str_eq(str(o, "agency_responsible"), "消防");
+    cr_assert_str_eq(wh_test_str(o, "agency_responsible"), "消防");
     json_decref(o);
 
     char path[200];
     snprintf(path, sizeof(path), "/open311/v2/requests/%s.xml?api_key=tok-xintan", id);
-    resp_t r = request("GET", path, NULL, NULL);
+    wh_test_resp_t r = request("GET", path, NULL, NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
     char *flat = xml_flat(&r);
     if (flat != NULL) {
@@ -683,7 +501,7 @@ Test(open311, a_ticket_closed_in_the_native_api_shows_closed)
                            "%s", flat);
     }
     free(flat);
-    resp_free(&r);
+    wh_test_resp_free(&r);
     free(id);
 }
 
@@ -692,43 +510,44 @@ Test(open311, lists_show_only_what_the_org_may_read)
     char *a = raise311(fire_form);
     char *b = raise311("api_key=tok-xintan&service_code=property-fee&address_id=grid-3"
                        "&description=%E7%89%A9%E4%B8%9A%E8%B4%B9&media_url=http://x.cn/p.png");
-    resp_t r = request("POST", "/open311/v2/requests.json", NULL,
-                       "api_key=tok-beita&service_code=food-safety&address_string=%E5%8C%97");
+    wh_test_resp_t r =
+        request("POST", "/open311/v2/requests.json", NULL,
+                "api_key=tok-beita&service_code=food-safety&address_string=%E5%8C%97");
     cr_assert_eq(r.status, 201, "%s", r.body);
-    char *c = strdup(str(json_array_get(r.json, 0), "service_request_id"));
-    resp_free(&r);
+    char *c = strdup(wh_test_str(json_array_get(r.json, 0), "service_request_id"));
+    wh_test_resp_free(&r);
 
     r = request("GET", "/open311/v2/requests.json?api_key=tok-xintan", NULL, NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert_eq(json_array_size(r.json), 2, "%s", r.body);
     json_t *pb = json_array_get(r.json, 0); /* newest first */
-    cr_assert_str_eq(str(pb, "service_request_id"), b);
-    cr_assert_str_eq(str(pb, "agency_responsible"), "发改, 市场");
-    cr_assert_str_eq(str(pb, "service_name"), "property-fee");
-    cr_assert_str_eq(str(pb, "description"), "物业费");
-    cr_assert_str_eq(str(pb, "media_url"), "http://x.cn/p.png");
-    cr_assert_str_eq(str(pb, "address_id"), "grid-3");
+    cr_assert_str_eq(wh_test_str(pb, "service_request_id"), b);
+    cr_assert_str_eq(wh_test_str(pb, "agency_responsible"), "发改, 市场");
+    cr_assert_str_eq(wh_test_str(pb, "service_name"), "property-fee");
+    cr_assert_str_eq(wh_test_str(pb, "description"), "物业费");
+    cr_assert_str_eq(wh_test_str(pb, "media_url"), "http://x.cn/p.png");
+    cr_assert_str_eq(wh_test_str(pb, "address_id"), "grid-3");
     cr_assert(json_is_null(json_object_get(pb, "lat")));
-    cr_assert_str_eq(str(json_array_get(r.json, 1), "service_request_id"), a);
-    resp_free(&r);
+    cr_assert_str_eq(wh_test_str(json_array_get(r.json, 1), "service_request_id"), a);
+    wh_test_resp_free(&r);
 
     r = request("GET", "/open311/v2/requests.json?api_key=tok-xintan&service_code=property-fee",
                 NULL, NULL);
     cr_assert_eq(json_array_size(r.json), 1, "%s", r.body);
-    resp_free(&r);
+    wh_test_resp_free(&r);
     r = request("GET", "/open311/v2/requests.json?api_key=tok-xintan&status=closed", NULL, NULL);
     cr_assert_str_eq(r.body, "[]");
-    resp_free(&r);
+    wh_test_resp_free(&r);
     r = request("GET", "/open311/v2/requests.json?api_key=tok-xintan&status=open,closed", NULL,
                 NULL);
     cr_assert_eq(json_array_size(r.json), 2, "%s", r.body);
-    resp_free(&r);
+    wh_test_resp_free(&r);
     r = request(
         "GET",
         "/open311/v2/requests.json?api_key=tok-xintan&start_date=2099-01-01T00:00:00%2B08:00", NULL,
         NULL);
     cr_assert_str_eq(r.body, "[]");
-    resp_free(&r);
+    wh_test_resp_free(&r);
 
     /* Another street office sees only its own; ids it may not read are left out. */
     char path[300];
@@ -736,16 +555,16 @@ Test(open311, lists_show_only_what_the_org_may_read)
              "/open311/v2/requests.json?api_key=tok-beita&service_request_id=%s,%s", a, c);
     r = request("GET", path, NULL, NULL);
     cr_assert_eq(json_array_size(r.json), 1, "%s", r.body);
-    cr_assert_str_eq(str(json_array_get(r.json, 0), "service_request_id"), c);
-    cr_assert_str_eq(str(json_array_get(r.json, 0), "agency_responsible"), "市场");
-    resp_free(&r);
+    cr_assert_str_eq(wh_test_str(json_array_get(r.json, 0), "service_request_id"), c);
+    cr_assert_str_eq(wh_test_str(json_array_get(r.json, 0), "agency_responsible"), "市场");
+    wh_test_resp_free(&r);
     snprintf(path, sizeof(path), "/open311/v2/requests/%s.json?api_key=tok-beita", a);
     expect_error(request("GET", path, NULL, NULL), 404, "no such service request", false);
     /* The department summoned reads it. */
     snprintf(path, sizeof(path), "/open311/v2/requests/%s.json?api_key=tok-fire", a);
     r = request("GET", path, NULL, NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
-    resp_free(&r);
+    wh_test_resp_free(&r);
 
     expect_error(request("GET", "/open311/v2/requests.json", NULL, NULL), 401,
                  "api_key is required (an org's token)", false);
@@ -765,26 +584,26 @@ Test(open311, lists_show_only_what_the_org_may_read)
 Test(open311_start, a_category_in_two_workflows_stops_the_start)
 {
     char wf[300], path[600], cfg[600], cmd[1400], out[600];
-    make_dir();
+    wh_test_dir_make("wh-open311");
     write_config();
-    snprintf(wf, sizeof(wf), "%s/workflows", dir);
+    snprintf(wf, sizeof(wf), "%s/workflows", wh_test_dir);
     snprintf(path, sizeof(path), "%s/zz-other.yaml", wf);
-    write_file(path, "workflow: other\n"
-                     "version: 1\n"
-                     "routes:\n"
-                     "  fire-safety: [fire-brigade]\n"
-                     "  default: [housing-bureau]\n"
-                     "states:\n"
-                     "  open: { title: Open, initial: true }\n"
-                     "  done: { title: Done, final: true }\n"
-                     "transitions:\n"
-                     "  finish: { from: open, to: done, by: raiser }\n");
-    snprintf(cfg, sizeof(cfg), "%s/whistle.yaml", dir);
-    snprintf(out, sizeof(out), "%s/out.txt", dir);
+    wh_test_write_file(path, "workflow: other\n"
+                             "version: 1\n"
+                             "routes:\n"
+                             "  fire-safety: [fire-brigade]\n"
+                             "  default: [housing-bureau]\n"
+                             "states:\n"
+                             "  open: { title: Open, initial: true }\n"
+                             "  done: { title: Done, final: true }\n"
+                             "transitions:\n"
+                             "  finish: { from: open, to: done, by: raiser }\n");
+    snprintf(cfg, sizeof(cfg), "%s/whistle.yaml", wh_test_dir);
+    snprintf(out, sizeof(out), "%s/out.txt", wh_test_dir);
     snprintf(cmd, sizeof(cmd), "'%s' serve -c '%s' --listen 127.0.0.1:0 2>'%s'", WH_BINARY, cfg,
              out);
     int rc = system(cmd);
-    char *text = read_file(out), want[1200];
+    char *text = wh_test_read_file(out), want[1200];
     cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "%d %s", rc, text);
     /* Once, against the first workflow that routes it (version 2 of the
      * same workflow does not collide with version 1). */
@@ -796,17 +615,17 @@ Test(open311_start, a_category_in_two_workflows_stops_the_start)
     cr_assert_null(strstr(text, "default"), "%s", text);
     cr_assert_null(strstr(text, "listening"), "%s", text);
     free(text);
-    remove_dir();
+    wh_test_dir_remove();
 }
 
 Test(open311, xml_escapes_markup_and_replaces_forbidden_characters)
 {
     /* Raised natively: JSON lets a description hold what XML 1.0 cannot. */
-    resp_t r = request("POST", "/v1/tickets", "tok-xintan",
-                       "{\"category\":\"no-such-service\",\"workflow\":\"street-whistle\","
-                       "\"title\":\"t\",\"description\":\"a<b>&c\\u0001'\\\"]]>\"}");
+    wh_test_resp_t r = request("POST", "/v1/tickets", "tok-xintan",
+                               "{\"category\":\"no-such-service\",\"workflow\":\"street-whistle\","
+                               "\"title\":\"t\",\"description\":\"a<b>&c\\u0001'\\\"]]>\"}");
     cr_assert_eq(r.status, 201, "%s", r.body);
-    resp_free(&r);
+    wh_test_resp_free(&r);
     r = request("GET", "/open311/v2/requests/T00000001.xml?api_key=tok-xintan", NULL, NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert_not_null(strstr(r.body, "<description>a&lt;b&gt;&amp;c\xEF\xBF\xBD&apos;&quot;]]&gt;"
@@ -821,5 +640,5 @@ Test(open311, xml_escapes_markup_and_replaces_forbidden_characters)
         cr_assert_not_null(strstr(flat, "request.agency_responsible=住建\n"), "%s", flat);
     }
     free(flat);
-    resp_free(&r);
+    wh_test_resp_free(&r);
 }

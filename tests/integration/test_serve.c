@@ -14,24 +14,14 @@
 #include <time.h>
 #include <unistd.h>
 
-static char dir[256];
-static pid_t pid = -1;
-static int port;
+#include "harness.h"
 
 /* ---- the daemon ---- */
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "%s", path);
-    fputs(text, f);
-    fclose(f);
-}
 
 static void write_config(void)
 {
     char path[600], text[4096], wf[300];
-    snprintf(wf, sizeof(wf), "%s/workflows", dir);
+    snprintf(wf, sizeof(wf), "%s/workflows", wh_test_dir);
     cr_assert_eq(mkdir(wf, 0755), 0);
     /* Both shipped workflows, and one without a default route (so that a
      * category can be unknown). */
@@ -65,230 +55,46 @@ static void write_config(void)
              "  - { id: city-joint-meeting, name: 联席会议, kind: joint-meeting, token: "
              "tok-joint }\n"
              "  - { id: city-supervision, name: 督查室, kind: supervisor, token: tok-super }\n",
-             dir, wf);
-    snprintf(path, sizeof(path), "%s/whistle.yaml", dir);
-    write_file(path, text);
-}
-
-/* The port from the daemon's "listening on" line, waiting up to 15 s. */
-static int read_port(const char *log)
-{
-    for (int i = 0; i < 1500; i++) {
-        char buf[8192] = "";
-        FILE *f = fopen(log, "r");
-        if (f != NULL) {
-            size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-            buf[n] = '\0';
-            fclose(f);
-        }
-        const char *p = strstr(buf, "whistle: listening on http://127.0.0.1:");
-        if (p != NULL)
-            return atoi(p + strlen("whistle: listening on http://127.0.0.1:"));
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            pid = -1;
-            cr_assert_fail("the daemon exited before listening:\n%s", buf);
-        }
-        usleep(10000);
-    }
-    cr_assert_fail("the daemon did not start listening");
-    return -1;
-}
-
-static void start_daemon(void)
-{
-    char cfg[512], log[512];
-    snprintf(cfg, sizeof(cfg), "%s/whistle.yaml", dir);
-    snprintf(log, sizeof(log), "%s/daemon.log", dir);
-    unlink(log);
-    pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        FILE *f = freopen(log, "w", stderr);
-        (void)f;
-        execl(WH_BINARY, "whistle", "serve", "-c", cfg, "--listen", "127.0.0.1:0", (char *)NULL);
-        _exit(127);
-    }
-    port = read_port(log);
-}
-
-/* SIGTERM and wait; returns the exit status (-1 when it had to be killed). */
-static int stop_daemon(void)
-{
-    int status = 0;
-    if (pid <= 0)
-        return 0;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 1500; i++) {
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            pid = -1;
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        }
-        usleep(10000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    pid = -1;
-    return -1;
+             wh_test_dir, wf);
+    snprintf(path, sizeof(path), "%s/whistle.yaml", wh_test_dir);
+    wh_test_write_file(path, text);
 }
 
 static void setup(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/wh-serve-%d-XXXXXX", (int)getpid());
-    cr_assert_not_null(mkdtemp(dir));
+    wh_test_dir_make("wh-serve");
     write_config();
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    start_daemon();
-}
-
-static char *daemon_log(void)
-{
-    char path[512], *buf = calloc(1, 1 << 20);
-    snprintf(path, sizeof(path), "%s/daemon.log", dir);
-    FILE *f = fopen(path, "r");
-    if (f != NULL) {
-        size_t n = fread(buf, 1, (1 << 20) - 1, f);
-        buf[n] = '\0';
-        fclose(f);
-    }
-    return buf;
+    wh_test_daemon_start();
 }
 
 static void teardown(void)
 {
-    char cmd[300];
-    int rc = stop_daemon();
-    char *log = daemon_log();
-    curl_global_cleanup();
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-    if (rc != 0)
-        fprintf(stderr, "the daemon's log:\n%s\n", log);
-    free(log);
-    /* A leak or a handle left open makes the daemon exit non-zero. */
-    cr_assert_eq(rc, 0, "the daemon did not stop cleanly");
+    wh_test_finish(wh_test_daemon_stop(SIGTERM));
 }
 
 TestSuite(serve, .init = setup, .fini = teardown, .timeout = 120);
 
 /* ---- HTTP ---- */
 
-typedef struct {
-    long status;
-    char *body;
-    size_t len;
-    char headers[4096];
-    size_t hlen;
-    json_t *json;
-} resp_t;
-
-static size_t on_body(char *p, size_t size, size_t n, void *arg)
+static const char *err_code(const wh_test_resp_t *r)
 {
-    resp_t *r = arg;
-    char *b = realloc(r->body, r->len + size * n + 1);
-    cr_assert_not_null(b);
-    memcpy(b + r->len, p, size * n);
-    r->body = b;
-    r->len += size * n;
-    r->body[r->len] = '\0';
-    return size * n;
+    return wh_test_str(json_object_get(r->json, "error"), "code");
 }
 
-static size_t on_header(char *p, size_t size, size_t n, void *arg)
+static const char *err_msg(const wh_test_resp_t *r)
 {
-    resp_t *r = arg;
-    size_t k = size * n;
-    if (r->hlen + k < sizeof(r->headers)) {
-        memcpy(r->headers + r->hlen, p, k);
-        r->hlen += k;
-        r->headers[r->hlen] = '\0';
-    }
-    return k;
-}
-
-static void resp_free(resp_t *r)
-{
-    free(r->body);
-    json_decref(r->json);
-}
-
-/* One request; extra is NULL or a NULL-terminated list of header lines. */
-static resp_t request_len(const char *method, const char *path, const char *token, const char *body,
-                          size_t len, const char *const *extra)
-{
-    resp_t r = { 0 };
-    char url[512], auth[128];
-    struct curl_slist *h = NULL;
-    CURL *c = curl_easy_init();
-
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    if (token != NULL) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-        h = curl_slist_append(h, auth);
-    }
-    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++)
-        h = curl_slist_append(h, extra[i]);
-    h = curl_slist_append(h, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    if (body != NULL) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
-    }
-    CURLcode rc = curl_easy_perform(c);
-    cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    if (r.body != NULL)
-        r.json = json_loadb(r.body, r.len, 0, NULL);
-    return r;
-}
-
-static resp_t request(const char *method, const char *path, const char *token, const char *body)
-{
-    return request_len(method, path, token, body, body ? strlen(body) : 0, NULL);
-}
-
-static const char *str(json_t *j, const char *key)
-{
-    return json_string_value(json_object_get(j, key));
-}
-
-static const char *err_code(const resp_t *r)
-{
-    return str(json_object_get(r->json, "error"), "code");
-}
-
-static const char *err_msg(const resp_t *r)
-{
-    return str(json_object_get(r->json, "error"), "message");
-}
-
-static bool has_header(const resp_t *r, const char *line)
-{
-    for (const char *p = r->headers; (p = strchr(p, '\n')) != NULL; p++)
-        if (strncasecmp(p + 1, line, strlen(line)) == 0)
-            return true;
-    return strncasecmp(r->headers, line, strlen(line)) == 0;
+    return wh_test_str(json_object_get(r->json, "error"), "message");
 }
 
 /* Asserts an error answer: status, code and exact message. */
-static void expect_error(resp_t r, long status, const char *code, const char *msg)
+static void expect_error(wh_test_resp_t r, long status, const char *code, const char *msg)
 {
     cr_assert_eq(r.status, status, "%ld %s", r.status, r.body ? r.body : "");
     cr_assert_not_null(r.json, "not JSON: %s", r.body ? r.body : "");
     cr_assert_str_eq(err_code(&r), code, "%s", r.body);
     if (msg != NULL)
         cr_assert_str_eq(err_msg(&r), msg);
-    resp_free(&r);
+    wh_test_resp_free(&r);
 }
 
 static const char fire_raise[] =
@@ -296,56 +102,56 @@ static const char fire_raise[] =
 
 static char *raise_ok(const char *token, const char *body)
 {
-    resp_t r = request("POST", "/v1/tickets", token, body);
+    wh_test_resp_t r = wh_test_request("POST", "/v1/tickets", token, body);
     cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
-    char *id = strdup(str(r.json, "id"));
-    resp_free(&r);
+    char *id = strdup(wh_test_str(r.json, "id"));
+    wh_test_resp_free(&r);
     return id;
 }
 
-static resp_t fire(const char *token, const char *id, const char *body)
+static wh_test_resp_t fire(const char *token, const char *id, const char *body)
 {
     char path[128];
     snprintf(path, sizeof(path), "/v1/tickets/%s/events", id);
-    return request("POST", path, token, body);
+    return wh_test_request("POST", path, token, body);
 }
 
 /* ---- tests ---- */
 
 Test(serve, healthz_needs_no_token)
 {
-    resp_t r = request("GET", "/healthz", NULL, NULL);
+    wh_test_resp_t r = wh_test_request("GET", "/healthz", NULL, NULL);
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
-    cr_assert(has_header(&r, "Content-Type: application/json"));
-    resp_free(&r);
+    cr_assert(wh_test_has_header(&r, "Content-Type: application/json"));
+    wh_test_resp_free(&r);
 }
 
 Test(serve, raise_answers_201_with_the_ticket)
 {
-    resp_t r = request("POST", "/v1/tickets", "tok-xintan", fire_raise);
+    wh_test_resp_t r = wh_test_request("POST", "/v1/tickets", "tok-xintan", fire_raise);
     cr_assert_eq(r.status, 201, "%s", r.body);
-    cr_assert_str_eq(str(r.json, "id"), "T00000001");
-    cr_assert_str_eq(str(r.json, "state"), "whistled");
-    cr_assert_str_eq(str(r.json, "raiser"), "xintan-street");
+    cr_assert_str_eq(wh_test_str(r.json, "id"), "T00000001");
+    cr_assert_str_eq(wh_test_str(r.json, "state"), "whistled");
+    cr_assert_str_eq(wh_test_str(r.json, "raiser"), "xintan-street");
     cr_assert_eq(json_object_size(r.json), 18, "every key of a ticket is present");
-    cr_assert(has_header(&r, "Location: /v1/tickets/T00000001"));
-    cr_assert(!has_header(&r, "Idempotent-Replayed"));
-    resp_free(&r);
+    cr_assert(wh_test_has_header(&r, "Location: /v1/tickets/T00000001"));
+    cr_assert(!wh_test_has_header(&r, "Idempotent-Replayed"));
+    wh_test_resp_free(&r);
 
-    r = request("GET", "/v1/tickets/T00000001", "tok-fire", NULL);
+    r = wh_test_request("GET", "/v1/tickets/T00000001", "tok-fire", NULL);
     cr_assert_eq(r.status, 200);
-    cr_assert_str_eq(str(json_array_get(json_object_get(r.json, "assignees"), 0), "org"),
+    cr_assert_str_eq(wh_test_str(json_array_get(json_object_get(r.json, "assignees"), 0), "org"),
                      "fire-brigade");
-    resp_free(&r);
+    wh_test_resp_free(&r);
 
     /* one line per request: method, path, status, milliseconds, org; no
      * token. A line is written once its answer is out, so wait for it. */
-    char *log = daemon_log();
+    char *log = wh_test_daemon_log();
     for (int i = 0; i < 200 && strstr(log, " GET /v1/tickets/T00000001 200 ") == NULL; i++) {
         free(log);
         usleep(10000);
-        log = daemon_log();
+        log = wh_test_daemon_log();
     }
     cr_assert_not_null(strstr(log, " POST /v1/tickets 201 "), "%s", log);
     cr_assert_not_null(strstr(log, "ms xintan-street\n"), "%s", log);
@@ -356,38 +162,42 @@ Test(serve, raise_answers_201_with_the_ticket)
 
 Test(serve, malformed_requests_are_400_before_the_engine_sees_them)
 {
-    expect_error(request("POST", "/v1/tickets", NULL, fire_raise), 401, "unauthorized",
+    expect_error(wh_test_request("POST", "/v1/tickets", NULL, fire_raise), 401, "unauthorized",
                  "a valid 'Authorization: Bearer <token>' is required");
-    resp_t r = request("GET", "/v1/tickets", "wrong-token", NULL);
+    wh_test_resp_t r = wh_test_request("GET", "/v1/tickets", "wrong-token", NULL);
     cr_assert_eq(r.status, 401);
-    cr_assert(has_header(&r, "WWW-Authenticate: Bearer"));
-    resp_free(&r);
-    expect_error(request("POST", "/v1/tickets", "tok-xintan", "{\"title\": "), 400, "bad_request",
+    cr_assert(wh_test_has_header(&r, "WWW-Authenticate: Bearer"));
+    wh_test_resp_free(&r);
+    expect_error(wh_test_request("POST", "/v1/tickets", "tok-xintan", "{\"title\": "), 400,
+                 "bad_request",
                  "malformed JSON at line 1, column 10: unexpected token near end of file");
-    expect_error(request("POST", "/v1/tickets", "tok-xintan", "{\"titel\":\"x\"}"), 400,
+    expect_error(wh_test_request("POST", "/v1/tickets", "tok-xintan", "{\"titel\":\"x\"}"), 400,
                  "bad_request", "unknown field 'titel'");
-    expect_error(request("POST", "/v1/tickets", "tok-xintan",
-                         "{\"title\":\"x\",\"location\":{\"street\":\"x\"}}"),
+    expect_error(wh_test_request("POST", "/v1/tickets", "tok-xintan",
+                                 "{\"title\":\"x\",\"location\":{\"street\":\"x\"}}"),
                  400, "bad_request", "unknown field 'location.street'");
-    expect_error(request("POST", "/v1/tickets", "tok-xintan", "{\"title\":42}"), 400, "bad_request",
-                 "'title' must be a string");
-    expect_error(request("POST", "/v1/tickets", "tok-xintan", "{\"assignees\":[\"a\",7]}"), 400,
-                 "bad_request", "'assignees[1]' must be a string");
-    expect_error(request("POST", "/v1/tickets", "tok-xintan", "{\"title\":\"\xff\xfe\"}"), 400,
-                 "bad_request", "the body is not valid UTF-8");
-    expect_error(request("POST", "/v1/tickets", "tok-xintan", "[1,2]"), 400, "bad_request",
+    expect_error(wh_test_request("POST", "/v1/tickets", "tok-xintan", "{\"title\":42}"), 400,
+                 "bad_request", "'title' must be a string");
+    expect_error(wh_test_request("POST", "/v1/tickets", "tok-xintan", "{\"assignees\":[\"a\",7]}"),
+                 400, "bad_request", "'assignees[1]' must be a string");
+    expect_error(wh_test_request("POST", "/v1/tickets", "tok-xintan", "{\"title\":\"\xff\xfe\"}"),
+                 400, "bad_request", "the body is not valid UTF-8");
+    expect_error(wh_test_request("POST", "/v1/tickets", "tok-xintan", "[1,2]"), 400, "bad_request",
                  "the body must be a JSON object");
-    expect_error(request("POST", "/v1/tickets", "tok-xintan", "{\"title\":\"a\",\"title\":\"b\"}"),
-                 400, "bad_request", NULL);
-    expect_error(request("POST", "/v1/tickets", "tok-xintan", "{\"title\":1e999999}"), 400,
+    expect_error(
+        wh_test_request("POST", "/v1/tickets", "tok-xintan", "{\"title\":\"a\",\"title\":\"b\"}"),
+        400, "bad_request", NULL);
+    expect_error(wh_test_request("POST", "/v1/tickets", "tok-xintan", "{\"title\":1e999999}"), 400,
                  "bad_request", NULL);
-    expect_error(request("POST", "/v1/tickets", "tok-xintan",
-                         "{\"title\":\"x\",\"external_id\":123456789012345678901234567890}"),
-                 400, "bad_request", NULL);
+    expect_error(
+        wh_test_request("POST", "/v1/tickets", "tok-xintan",
+                        "{\"title\":\"x\",\"external_id\":123456789012345678901234567890}"),
+        400, "bad_request", NULL);
     char deep[3000];
     memset(deep, '[', sizeof(deep) - 1);
     deep[sizeof(deep) - 1] = '\0';
-    expect_error(request("POST", "/v1/tickets", "tok-xintan", deep), 400, "bad_request", NULL);
+    expect_error(wh_test_request("POST", "/v1/tickets", "tok-xintan", deep), 400, "bad_request",
+                 NULL);
 }
 
 Test(serve, body_over_64_kib_is_413)
@@ -399,59 +209,61 @@ Test(serve, body_over_64_kib_is_413)
     big[n - 1] = '}';
     /* Content-Length over the cap with Expect: the answer comes before the upload. */
     const char *const expect[] = { "Expect: 100-continue", NULL };
-    resp_t r = request_len("POST", "/v1/tickets", "tok-xintan", big, n, expect);
+    wh_test_resp_t r = wh_test_request_len("POST", "/v1/tickets", "tok-xintan", big, n, expect);
     cr_assert_eq(r.status, 413, "%ld", r.status);
     cr_assert_str_eq(err_code(&r), "too_large");
-    resp_free(&r);
+    wh_test_resp_free(&r);
     /* chunked: read, dropped, then 413 */
     const char *const chunked[] = { "Transfer-Encoding: chunked", NULL };
-    r = request_len("POST", "/v1/tickets", "tok-xintan", big, n, chunked);
+    r = wh_test_request_len("POST", "/v1/tickets", "tok-xintan", big, n, chunked);
     cr_assert_eq(r.status, 413, "%ld", r.status);
     cr_assert_str_eq(err_code(&r), "too_large");
-    resp_free(&r);
+    wh_test_resp_free(&r);
     free(big);
     /* a body just under the cap is read and judged on its JSON */
-    r = request_len("POST", "/v1/tickets", "tok-xintan", "{}", 2, NULL);
+    r = wh_test_request_len("POST", "/v1/tickets", "tok-xintan", "{}", 2, NULL);
     cr_assert_eq(r.status, 422, "%s", r.body);
-    resp_free(&r);
+    wh_test_resp_free(&r);
 }
 
 Test(serve, wrong_method_is_405_with_allow_and_unknown_path_404)
 {
-    resp_t r = request("DELETE", "/v1/tickets", "tok-xintan", NULL);
+    wh_test_resp_t r = wh_test_request("DELETE", "/v1/tickets", "tok-xintan", NULL);
     cr_assert_eq(r.status, 405);
-    cr_assert(has_header(&r, "Allow: GET, HEAD, POST"), "%s", r.headers);
+    cr_assert(wh_test_has_header(&r, "Allow: GET, HEAD, POST"), "%s", r.headers);
     cr_assert_str_eq(err_code(&r), "method_not_allowed");
-    resp_free(&r);
-    r = request("POST", "/v1/tickets/T00000001", "tok-xintan", "{}");
+    wh_test_resp_free(&r);
+    r = wh_test_request("POST", "/v1/tickets/T00000001", "tok-xintan", "{}");
     cr_assert_eq(r.status, 405);
-    cr_assert(has_header(&r, "Allow: GET, HEAD"), "%s", r.headers);
-    resp_free(&r);
-    expect_error(request("GET", "/v1/nothing", "tok-xintan", NULL), 404, "not_found",
+    cr_assert(wh_test_has_header(&r, "Allow: GET, HEAD"), "%s", r.headers);
+    wh_test_resp_free(&r);
+    expect_error(wh_test_request("GET", "/v1/nothing", "tok-xintan", NULL), 404, "not_found",
                  "no such path");
-    expect_error(request("GET", "/v1/tickets/T99999999", "tok-xintan", NULL), 404, "not_found",
-                 "no such ticket");
-    expect_error(request("GET", "/v1/tickets/bad%20id", "tok-xintan", NULL), 404, "not_found",
-                 "no such ticket");
-    expect_error(request("POST", "/v1/tickets/T99999999/events", "tok-fire", "not json"), 404,
+    expect_error(wh_test_request("GET", "/v1/tickets/T99999999", "tok-xintan", NULL), 404,
                  "not_found", "no such ticket");
+    expect_error(wh_test_request("GET", "/v1/tickets/bad%20id", "tok-xintan", NULL), 404,
+                 "not_found", "no such ticket");
+    expect_error(wh_test_request("POST", "/v1/tickets/T99999999/events", "tok-fire", "not json"),
+                 404, "not_found", "no such ticket");
 }
 
 Test(serve, engine_refusals_carry_specs_status_and_code)
 {
-    expect_error(request("POST", "/v1/tickets", "tok-xintan",
-                         "{\"workflow\":\"street-whistle\",\"title\":\"x\"}"),
+    expect_error(wh_test_request("POST", "/v1/tickets", "tok-xintan",
+                                 "{\"workflow\":\"street-whistle\",\"title\":\"x\"}"),
                  422, "missing_field", "category is required");
-    expect_error(request("POST", "/v1/tickets", "tok-xintan",
-                         "{\"workflow\":\"minimal\",\"category\":\"noise\",\"title\":\"x\"}"),
-                 422, "unknown_category", "unknown category 'noise'");
-    expect_error(request("POST", "/v1/tickets", "tok-xintan",
-                         "{\"category\":\"fire-safety\",\"title\":\"x\"}"),
+    expect_error(
+        wh_test_request("POST", "/v1/tickets", "tok-xintan",
+                        "{\"workflow\":\"minimal\",\"category\":\"noise\",\"title\":\"x\"}"),
+        422, "unknown_category", "unknown category 'noise'");
+    expect_error(wh_test_request("POST", "/v1/tickets", "tok-xintan",
+                                 "{\"category\":\"fire-safety\",\"title\":\"x\"}"),
                  422, "unknown_workflow", "several workflows are loaded: name one in \"workflow\"");
-    expect_error(request("POST", "/v1/tickets", "tok-xintan",
-                         "{\"workflow\":\"nope\",\"category\":\"fire-safety\",\"title\":\"x\"}"),
-                 422, "unknown_workflow", "no workflow named 'nope' is loaded");
-    expect_error(request("POST", "/v1/tickets", "tok-fire", fire_raise), 403, "forbidden",
+    expect_error(
+        wh_test_request("POST", "/v1/tickets", "tok-xintan",
+                        "{\"workflow\":\"nope\",\"category\":\"fire-safety\",\"title\":\"x\"}"),
+        422, "unknown_workflow", "no workflow named 'nope' is loaded");
+    expect_error(wh_test_request("POST", "/v1/tickets", "tok-fire", fire_raise), 403, "forbidden",
                  "only street offices and communities raise tickets");
 
     char *id = raise_ok("tok-xintan", fire_raise);
@@ -475,29 +287,29 @@ Test(serve, join_all_needs_both_departments)
     char *id = raise_ok("tok-xintan", "{\"workflow\":\"street-whistle\",\"category\":\"fire-"
                                       "safety\",\"title\":\"联合巡查\",\"assignees\":[\"fire-"
                                       "brigade\",\"housing-bureau\"]}");
-    resp_t r = fire("tok-fire", id, "{\"event\":\"report\"}");
+    wh_test_resp_t r = fire("tok-fire", id, "{\"event\":\"report\"}");
     cr_assert_eq(r.status, 200, "%s", r.body);
-    cr_assert_str_eq(str(r.json, "state"), "whistled");
-    resp_free(&r);
+    cr_assert_str_eq(wh_test_str(r.json, "state"), "whistled");
+    wh_test_resp_free(&r);
     expect_error(fire("tok-fire", id, "{\"event\":\"report\"}"), 409, "already_fired",
                  "this org already fired 'report' in this state");
     r = fire("tok-housing", id, "{\"event\":\"report\"}");
     cr_assert_eq(r.status, 200, "%s", r.body);
-    cr_assert_str_eq(str(r.json, "state"), "reported");
-    resp_free(&r);
+    cr_assert_str_eq(wh_test_str(r.json, "state"), "reported");
+    wh_test_resp_free(&r);
 
     char path[128];
     snprintf(path, sizeof(path), "/v1/tickets/%s/events?after=1", id);
-    r = request("GET", path, "tok-xintan", NULL);
+    r = wh_test_request("GET", path, "tok-xintan", NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
     json_t *ev = json_object_get(r.json, "events");
     cr_assert_eq(json_array_size(ev), 2);
     cr_assert_eq(json_integer_value(json_object_get(json_array_get(ev, 0), "seq")), 2);
-    cr_assert_str_eq(str(json_array_get(ev, 1), "actor"), "housing-bureau");
-    cr_assert_str_eq(str(json_array_get(ev, 1), "to"), "reported");
-    resp_free(&r);
+    cr_assert_str_eq(wh_test_str(json_array_get(ev, 1), "actor"), "housing-bureau");
+    cr_assert_str_eq(wh_test_str(json_array_get(ev, 1), "to"), "reported");
+    wh_test_resp_free(&r);
     snprintf(path, sizeof(path), "/v1/tickets/%s/events?after=-1", id);
-    expect_error(request("GET", path, "tok-xintan", NULL), 400, "bad_request",
+    expect_error(wh_test_request("GET", path, "tok-xintan", NULL), 400, "bad_request",
                  "'after' must be an event seq (an integer >= 0)");
     free(id);
 }
@@ -506,144 +318,151 @@ Test(serve, another_street_office_cannot_see_the_ticket)
 {
     char *id = raise_ok("tok-xintan", fire_raise), path[128];
     snprintf(path, sizeof(path), "/v1/tickets/%s", id);
-    expect_error(request("GET", path, "tok-beita", NULL), 404, "not_found", "no such ticket");
+    expect_error(wh_test_request("GET", path, "tok-beita", NULL), 404, "not_found",
+                 "no such ticket");
     snprintf(path, sizeof(path), "/v1/tickets/%s/events", id);
-    expect_error(request("GET", path, "tok-beita", NULL), 404, "not_found", "no such ticket");
-    resp_t r = request("GET", "/v1/tickets", "tok-beita", NULL);
+    expect_error(wh_test_request("GET", path, "tok-beita", NULL), 404, "not_found",
+                 "no such ticket");
+    wh_test_resp_t r = wh_test_request("GET", "/v1/tickets", "tok-beita", NULL);
     cr_assert_eq(r.status, 200);
     cr_assert_eq(json_array_size(json_object_get(r.json, "tickets")), 0);
-    resp_free(&r);
-    r = request("GET", path, "tok-super", NULL);
+    wh_test_resp_free(&r);
+    r = wh_test_request("GET", path, "tok-super", NULL);
     cr_assert_eq(r.status, 200, "supervisors read every ticket");
-    resp_free(&r);
+    wh_test_resp_free(&r);
     free(id);
 }
 
 Test(serve, idempotency_key_replays_the_raise)
 {
     const char *const key[] = { "Idempotency-Key: raise-42", NULL };
-    resp_t a =
-        request_len("POST", "/v1/tickets", "tok-xintan", fire_raise, strlen(fire_raise), key);
-    resp_t b =
-        request_len("POST", "/v1/tickets", "tok-xintan", fire_raise, strlen(fire_raise), key);
+    wh_test_resp_t a = wh_test_request_len("POST", "/v1/tickets", "tok-xintan", fire_raise,
+                                           strlen(fire_raise), key);
+    wh_test_resp_t b = wh_test_request_len("POST", "/v1/tickets", "tok-xintan", fire_raise,
+                                           strlen(fire_raise), key);
     cr_assert_eq(a.status, 201);
-    cr_assert(!has_header(&a, "Idempotent-Replayed"));
+    cr_assert(!wh_test_has_header(&a, "Idempotent-Replayed"));
     cr_assert_eq(b.status, 201, "%s", b.body);
-    cr_assert(has_header(&b, "Idempotent-Replayed: true"), "%s", b.headers);
-    cr_assert_str_eq(str(a.json, "id"), str(b.json, "id"));
-    resp_free(&a);
-    resp_free(&b);
+    cr_assert(wh_test_has_header(&b, "Idempotent-Replayed: true"), "%s", b.headers);
+    cr_assert_str_eq(wh_test_str(a.json, "id"), wh_test_str(b.json, "id"));
+    wh_test_resp_free(&a);
+    wh_test_resp_free(&b);
     const char other[] =
         "{\"workflow\":\"street-whistle\",\"category\":\"fire-safety\",\"title\":\"另一件事\"}";
-    expect_error(request_len("POST", "/v1/tickets", "tok-xintan", other, strlen(other), key), 422,
-                 "idempotency_mismatch", NULL);
-    resp_t l = request("GET", "/v1/tickets", "tok-xintan", NULL);
+    expect_error(
+        wh_test_request_len("POST", "/v1/tickets", "tok-xintan", other, strlen(other), key), 422,
+        "idempotency_mismatch", NULL);
+    wh_test_resp_t l = wh_test_request("GET", "/v1/tickets", "tok-xintan", NULL);
     cr_assert_eq(json_array_size(json_object_get(l.json, "tickets")), 1, "one ticket only");
-    resp_free(&l);
+    wh_test_resp_free(&l);
 }
 
 Test(serve, list_pages_with_a_cursor_and_checks_its_parameters)
 {
     for (int i = 0; i < 5; i++)
         free(raise_ok("tok-xintan", fire_raise));
-    resp_t r = request("GET", "/v1/tickets?limit=2&state=whistled", "tok-super", NULL);
+    wh_test_resp_t r =
+        wh_test_request("GET", "/v1/tickets?limit=2&state=whistled", "tok-super", NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
     json_t *ts = json_object_get(r.json, "tickets");
     cr_assert_eq(json_array_size(ts), 2);
-    cr_assert_str_eq(str(json_array_get(ts, 0), "id"), "T00000005");
-    cr_assert_str_eq(str(json_array_get(ts, 1), "id"), "T00000004");
+    cr_assert_str_eq(wh_test_str(json_array_get(ts, 0), "id"), "T00000005");
+    cr_assert_str_eq(wh_test_str(json_array_get(ts, 1), "id"), "T00000004");
     char path[512];
-    char *esc = curl_easy_escape(NULL, str(r.json, "next"), 0);
+    char *esc = curl_easy_escape(NULL, wh_test_str(r.json, "next"), 0);
     snprintf(path, sizeof(path), "/v1/tickets?limit=2&state=whistled&after=%s", esc);
-    resp_free(&r);
-    r = request("GET", path, "tok-super", NULL);
+    wh_test_resp_free(&r);
+    r = wh_test_request("GET", path, "tok-super", NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
-    cr_assert_str_eq(str(json_array_get(json_object_get(r.json, "tickets"), 0), "id"), "T00000003");
-    resp_free(&r);
+    cr_assert_str_eq(wh_test_str(json_array_get(json_object_get(r.json, "tickets"), 0), "id"),
+                     "T00000003");
+    wh_test_resp_free(&r);
     snprintf(path, sizeof(path), "/v1/tickets?limit=2&after=%s", esc);
-    expect_error(request("GET", path, "tok-super", NULL), 400, "bad_request",
+    expect_error(wh_test_request("GET", path, "tok-super", NULL), 400, "bad_request",
                  "'after' is not a cursor of this list (it needs the same filters)");
     curl_free(esc);
 
-    r = request("GET", "/v1/tickets?assignee=housing-bureau,fire-brigade&raiser=xintan-street",
-                "tok-super", NULL);
+    r = wh_test_request("GET",
+                        "/v1/tickets?assignee=housing-bureau,fire-brigade&raiser=xintan-street",
+                        "tok-super", NULL);
     cr_assert_eq(json_array_size(json_object_get(r.json, "tickets")), 5);
     cr_assert(json_is_null(json_object_get(r.json, "next")));
-    resp_free(&r);
-    r = request("GET", "/v1/tickets?updated_after=2000-01-01T00:00:00Z&overdue=false", "tok-super",
-                NULL);
+    wh_test_resp_free(&r);
+    r = wh_test_request("GET", "/v1/tickets?updated_after=2000-01-01T00:00:00Z&overdue=false",
+                        "tok-super", NULL);
     cr_assert_eq(json_array_size(json_object_get(r.json, "tickets")), 5);
-    resp_free(&r);
-    expect_error(request("GET", "/v1/tickets?limit=201", "tok-super", NULL), 400, "bad_request",
-                 "'limit' must be an integer from 1 to 200");
-    expect_error(request("GET", "/v1/tickets?overdue=yes", "tok-super", NULL), 400, "bad_request",
-                 "'overdue' must be true or false");
-    expect_error(request("GET", "/v1/tickets?updated_after=yesterday", "tok-super", NULL), 400,
-                 "bad_request", NULL);
-    expect_error(request("GET", "/v1/tickets?state=a,,b", "tok-super", NULL), 400, "bad_request",
-                 "'state' must be a comma-separated list of names");
-    expect_error(request("GET", "/v1/tickets?api_key=tok-super", "tok-super", NULL), 400,
+    wh_test_resp_free(&r);
+    expect_error(wh_test_request("GET", "/v1/tickets?limit=201", "tok-super", NULL), 400,
+                 "bad_request", "'limit' must be an integer from 1 to 200");
+    expect_error(wh_test_request("GET", "/v1/tickets?overdue=yes", "tok-super", NULL), 400,
+                 "bad_request", "'overdue' must be true or false");
+    expect_error(wh_test_request("GET", "/v1/tickets?updated_after=yesterday", "tok-super", NULL),
+                 400, "bad_request", NULL);
+    expect_error(wh_test_request("GET", "/v1/tickets?state=a,,b", "tok-super", NULL), 400,
+                 "bad_request", "'state' must be a comma-separated list of names");
+    expect_error(wh_test_request("GET", "/v1/tickets?api_key=tok-super", "tok-super", NULL), 400,
                  "bad_request", "unknown query parameter 'api_key'");
 }
 
 Test(serve, workflows_are_described)
 {
-    resp_t r = request("GET", "/v1/workflows", "tok-fire", NULL);
+    wh_test_resp_t r = wh_test_request("GET", "/v1/workflows", "tok-fire", NULL);
     cr_assert_eq(r.status, 200);
     json_t *w = json_object_get(r.json, "workflows");
     cr_assert_eq(json_array_size(w), 3);
-    cr_assert_str_eq(str(json_array_get(w, 0), "name"), "hotline-12345");
-    resp_free(&r);
-    r = request("GET", "/v1/workflows/street-whistle", "tok-fire", NULL);
+    cr_assert_str_eq(wh_test_str(json_array_get(w, 0), "name"), "hotline-12345");
+    wh_test_resp_free(&r);
+    r = wh_test_request("GET", "/v1/workflows/street-whistle", "tok-fire", NULL);
     cr_assert_eq(r.status, 200);
     json_t *st = json_array_get(json_object_get(r.json, "states"), 0);
-    cr_assert_str_eq(str(st, "name"), "whistled");
-    cr_assert_str_eq(str(st, "title"), "已吹哨");
+    cr_assert_str_eq(wh_test_str(st, "name"), "whistled");
+    cr_assert_str_eq(wh_test_str(st, "title"), "已吹哨");
     cr_assert(json_is_true(json_object_get(st, "initial")));
-    cr_assert_str_eq(str(json_object_get(st, "deadline"), "within"), "30m");
+    cr_assert_str_eq(wh_test_str(json_object_get(st, "deadline"), "within"), "30m");
     json_t *report = json_array_get(json_object_get(r.json, "events"), 0);
-    cr_assert_str_eq(str(report, "name"), "report");
-    cr_assert_str_eq(str(report, "join"), "all");
+    cr_assert_str_eq(wh_test_str(report, "name"), "report");
+    cr_assert_str_eq(wh_test_str(report, "join"), "all");
     cr_assert_str_eq(json_string_value(json_array_get(json_object_get(report, "by"), 0)),
                      "assignee");
     json_t *clock = json_array_get(json_object_get(r.json, "clocks"), 0);
-    cr_assert_str_eq(str(json_object_get(clock, "within"), "normal"), "7 workdays");
+    cr_assert_str_eq(wh_test_str(json_object_get(clock, "within"), "normal"), "7 workdays");
     cr_assert_str_eq(json_string_value(json_array_get(
                          json_object_get(json_object_get(r.json, "routes"), "fire-safety"), 0)),
                      "fire-brigade");
-    resp_free(&r);
-    expect_error(request("GET", "/v1/workflows/nope", "tok-fire", NULL), 404, "not_found", NULL);
+    wh_test_resp_free(&r);
+    expect_error(wh_test_request("GET", "/v1/workflows/nope", "tok-fire", NULL), 404, "not_found",
+                 NULL);
 }
 
 Test(serve, a_restart_keeps_everything)
 {
     char *id = raise_ok("tok-xintan", fire_raise), path[128];
-    resp_t r = fire("tok-fire", id, "{\"event\":\"report\"}");
+    wh_test_resp_t r = fire("tok-fire", id, "{\"event\":\"report\"}");
     cr_assert_eq(r.status, 200);
-    resp_free(&r);
-    cr_assert_eq(stop_daemon(), 0, "a graceful stop exits 0");
-    start_daemon();
+    wh_test_resp_free(&r);
+    cr_assert_eq(wh_test_daemon_stop(SIGTERM), 0, "a graceful stop exits 0");
+    wh_test_daemon_start();
     snprintf(path, sizeof(path), "/v1/tickets/%s", id);
-    r = request("GET", path, "tok-xintan", NULL);
+    r = wh_test_request("GET", path, "tok-xintan", NULL);
     cr_assert_eq(r.status, 200);
-    cr_assert_str_eq(str(r.json, "state"), "reported");
-    resp_free(&r);
+    cr_assert_str_eq(wh_test_str(r.json, "state"), "reported");
+    wh_test_resp_free(&r);
     free(raise_ok("tok-xintan", fire_raise));
-    r = request("GET", "/v1/tickets/T00000002", "tok-xintan", NULL);
+    r = wh_test_request("GET", "/v1/tickets/T00000002", "tok-xintan", NULL);
     cr_assert_eq(r.status, 200, "ids continue after a restart");
-    resp_free(&r);
+    wh_test_resp_free(&r);
     free(id);
 }
 
 Test(serve, sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_bad)
 {
     char path[512], log[512];
-    snprintf(path, sizeof(path), "%s/whistle.yaml", dir);
-    snprintf(log, sizeof(log), "%s/daemon.log", dir);
+    snprintf(path, sizeof(path), "%s/whistle.yaml", wh_test_dir);
+    snprintf(log, sizeof(log), "%s/daemon.log", wh_test_dir);
     FILE *f = fopen(path, "a");
     fputs("bogus: 1\n", f);
     fclose(f);
-    kill(pid, SIGHUP);
+    kill(wh_test_pid, SIGHUP);
     for (int i = 0; i < 500; i++) {
         char cmd[600];
         snprintf(cmd, sizeof(cmd), "grep -q 'reload failed' '%s'", log);
@@ -651,9 +470,9 @@ Test(serve, sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_bad)
             break;
         usleep(10000);
     }
-    resp_t r = request("GET", "/v1/tickets", "tok-xintan", NULL);
+    wh_test_resp_t r = wh_test_request("GET", "/v1/tickets", "tok-xintan", NULL);
     cr_assert_eq(r.status, 200, "the running config stays");
-    resp_free(&r);
+    wh_test_resp_free(&r);
     free(raise_ok("tok-xintan", fire_raise));
 }
 
@@ -662,7 +481,7 @@ Test(serve, sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_bad)
 #define LOAD_N 300
 
 typedef struct {
-    resp_t r;
+    wh_test_resp_t r;
     CURL *c;
     struct curl_slist *h;
 } load_t;
@@ -670,13 +489,13 @@ typedef struct {
 static CURL *load_handle(load_t *l, int i)
 {
     char url[128];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/tickets", port);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/tickets", wh_test_port);
     l->c = curl_easy_init();
     l->h = curl_slist_append(NULL, "Authorization: Bearer tok-xintan");
     curl_easy_setopt(l->c, CURLOPT_URL, url);
     curl_easy_setopt(l->c, CURLOPT_HTTPHEADER, l->h);
     curl_easy_setopt(l->c, CURLOPT_POSTFIELDS, fire_raise);
-    curl_easy_setopt(l->c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(l->c, CURLOPT_WRITEFUNCTION, wh_test_on_body);
     curl_easy_setopt(l->c, CURLOPT_WRITEDATA, &l->r);
     curl_easy_setopt(l->c, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(l->c, CURLOPT_PRIVATE, (void *)(intptr_t)i);
@@ -708,18 +527,18 @@ Test(serve, sigterm_under_load_loses_no_acknowledged_ticket)
             done++;
         }
         if (!signalled && done >= LOAD_N / 4) {
-            kill(pid, SIGTERM);
+            kill(wh_test_pid, SIGTERM);
             signalled = true;
         }
         curl_multi_poll(m, NULL, 0, 100, NULL);
     } while (running > 0);
     cr_assert(signalled);
 
-    for (int i = 0; i < 500 && waitpid(pid, &status, WNOHANG) != pid; i++)
+    for (int i = 0; i < 500 && waitpid(wh_test_pid, &status, WNOHANG) != wh_test_pid; i++)
         usleep(10000);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a graceful stop exits 0");
-    pid = -1;
-    start_daemon();
+    wh_test_pid = -1;
+    wh_test_daemon_start();
     for (int i = 0; i < LOAD_N; i++) {
         curl_multi_remove_handle(m, l[i].c);
         curl_easy_cleanup(l[i].c);
@@ -728,10 +547,10 @@ Test(serve, sigterm_under_load_loses_no_acknowledged_ticket)
             json_t *t = json_loadb(l[i].r.body, l[i].r.len, 0, NULL);
             char path[128];
             cr_assert_not_null(t, "%s", l[i].r.body);
-            snprintf(path, sizeof(path), "/v1/tickets/%s", str(t, "id"));
-            resp_t g = request("GET", path, "tok-xintan", NULL);
+            snprintf(path, sizeof(path), "/v1/tickets/%s", wh_test_str(t, "id"));
+            wh_test_resp_t g = wh_test_request("GET", path, "tok-xintan", NULL);
             cr_assert_eq(g.status, 200, "%s was acknowledged and lost", path);
-            resp_free(&g);
+            wh_test_resp_free(&g);
             json_decref(t);
             acked++;
         } else {
@@ -741,7 +560,7 @@ Test(serve, sigterm_under_load_loses_no_acknowledged_ticket)
     }
     curl_multi_cleanup(m);
     cr_assert_geq(acked, LOAD_N / 4, "%d acknowledged", acked);
-    resp_t all = request("GET", "/v1/tickets?limit=200", "tok-super", NULL);
+    wh_test_resp_t all = wh_test_request("GET", "/v1/tickets?limit=200", "tok-super", NULL);
     cr_log_info("%d of %d raises acknowledged before the stop", acked, LOAD_N);
-    resp_free(&all);
+    wh_test_resp_free(&all);
 }
