@@ -135,6 +135,10 @@ static void idle_cb(uv_idle_t *h)
     (void)h; /* only there so that poll does not block while a batch waits */
 }
 
+/* Bucket bounds of the engine's histograms (GET /metrics). */
+static const double batch_bounds[] = { 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000 };
+static const double commit_bounds[] = { .001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5 };
+
 int wh_engine_open(const wh_engine_options_t *opt, wh_engine_t **out, char *err, size_t errlen)
 {
     wh_engine_t *e = calloc(1, sizeof(*e));
@@ -151,6 +155,8 @@ int wh_engine_open(const wh_engine_options_t *opt, wh_engine_t **out, char *err,
         return WH_ENOMEM;
     e->opt = *opt;
     e->max_queued = opt->max_queued ? opt->max_queued : DEFAULT_MAX_QUEUED;
+    wh_hist_init(&e->stats.batch_size, batch_bounds, sizeof(batch_bounds) / sizeof(double));
+    wh_hist_init(&e->stats.commit_seconds, commit_bounds, sizeof(commit_bounds) / sizeof(double));
     rc = wh_store_open(opt->db_path, opt->durability_full, false, &e->store, err, errlen);
     if (rc == 0)
         wh_store_set_busy_timeout(e->store, opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 200);
@@ -390,17 +396,24 @@ static void run_batch(wh_engine_t *e)
     int64_t now = wh_engine_now(e);
     int rc;
 
+    uint64_t start = uv_hrtime();
+    size_t nops = 0;
+
     e->head = e->tail = NULL;
     e->queued = 0;
     if (batch == NULL)
         return;
     rc = wh_store_begin(e->store);
-    for (wh_op_t *op = batch; rc == 0 && op != NULL; op = op->next)
+    for (wh_op_t *op = batch; rc == 0 && op != NULL; op = op->next, nops++)
         apply_one(e, op, now);
     if (rc == 0 && now >= e->next_prune)
         prune(e, now);
     if (rc == 0)
         rc = wh_store_commit(e->store);
+    if (rc == 0) {
+        wh_hist_observe(&e->stats.batch_size, (double)nops);
+        wh_hist_observe(&e->stats.commit_seconds, (double)(uv_hrtime() - start) / 1e9);
+    }
     if (rc != 0) {
         wh_store_rollback(e->store);
         fprintf(stderr, "whistle: commit failed: %s (%s)\n", wh_strerror(rc),
@@ -806,4 +819,68 @@ int wh_engine_list(wh_engine_t *e, const char *reader, const wh_list_query_t *q,
     free(assignees);
     free(next);
     return rc != 0 ? rc : *out ? 0 : WH_ENOMEM;
+}
+
+/* ---- metrics ---- */
+
+void wh_hist_init(wh_hist_t *h, const double *bounds, size_t nbounds)
+{
+    memset(h, 0, sizeof(*h));
+    h->bounds = bounds;
+    h->nbounds = nbounds < WH_HIST_MAX_BOUNDS ? nbounds : WH_HIST_MAX_BOUNDS;
+}
+
+void wh_hist_observe(wh_hist_t *h, double v)
+{
+    size_t i = 0;
+    while (i < h->nbounds && v > h->bounds[i])
+        i++;
+    h->counts[i]++;
+    h->count++;
+    h->sum += v;
+}
+
+void wh_engine_stats(const wh_engine_t *e, wh_engine_stats_t *out)
+{
+    *out = e->stats;
+}
+
+/* Runs one counting query: its first columns (up to two) are labels, the
+ * last one the count. */
+static int count_query(wh_engine_t *e, const char *what, const char *sql, wh_engine_count_fn fn,
+                       void *arg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc, ncol;
+
+    if (sqlite3_prepare_v2(wh_store_db(e->store), sql, -1, &st, NULL) != SQLITE_OK)
+        return WH_ESTORAGE;
+    ncol = sqlite3_column_count(st);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *a = ncol > 1 ? (const char *)sqlite3_column_text(st, 0) : NULL;
+        const char *b = ncol > 2 ? (const char *)sqlite3_column_text(st, 1) : NULL;
+        fn(arg, what, a, b, sqlite3_column_int64(st, ncol - 1));
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : WH_ESTORAGE;
+}
+
+int wh_engine_counts(wh_engine_t *e, wh_engine_count_fn fn, void *arg)
+{
+    static const char *const q[][2] = {
+        { "tickets", "SELECT workflow, state, count(*) FROM tickets GROUP BY workflow, state"
+                     " ORDER BY workflow, state" },
+        { "events", "SELECT event, count(*) FROM events GROUP BY event ORDER BY event" },
+        { "deadlines", "SELECT count(*) FROM deadlines" },
+        { "escalations", "SELECT count(*) FROM events WHERE event = 'escalated'" },
+        { "breaches", "SELECT count(*) FROM events WHERE event = 'breached'" },
+        { "deliveries", "SELECT status, count(*) FROM outbox GROUP BY status ORDER BY status" },
+    };
+    int rc = 0;
+
+    if (e->store == NULL)
+        return WH_ECLOSED;
+    for (size_t i = 0; rc == 0 && i < sizeof(q) / sizeof(q[0]); i++)
+        rc = count_query(e, q[i][0], q[i][1], fn, arg);
+    return rc;
 }

@@ -208,4 +208,39 @@ int wh_engine_retry_delivery(wh_engine_t *e, int64_t id, json_t **out);
 #define WH_INBOUND_KEEP_S 900
 int wh_engine_claim_inbound_id(wh_engine_t *e, const char *org, const char *id, bool *fresh);
 
+/* ---- metrics (GET /metrics) ---- */
+
+/* A histogram: counts[i] observations <= bounds[i] for i < nbounds (not
+ * cumulative), counts[nbounds] the larger ones. bounds is static. */
+#define WH_HIST_MAX_BOUNDS 11
+typedef struct {
+    const double *bounds;
+    size_t nbounds;
+    uint64_t counts[WH_HIST_MAX_BOUNDS + 1];
+    uint64_t count;
+    double sum;
+} wh_hist_t;
+
+/* Sets h up with nbounds (at most WH_HIST_MAX_BOUNDS) ascending bounds. */
+void wh_hist_init(wh_hist_t *h, const double *bounds, size_t nbounds);
+void wh_hist_observe(wh_hist_t *h, double v);
+
+/* What the engine counts itself: changes per committed batch and how long
+ * each batch's transaction took (seconds). */
+typedef struct {
+    wh_hist_t batch_size;
+    wh_hist_t commit_seconds;
+} wh_engine_stats_t;
+
+void wh_engine_stats(const wh_engine_t *e, wh_engine_stats_t *out);
+
+/* One count read from the store: what is "tickets" (a = workflow, b =
+ * state), "events" (a = event), "deliveries" (a = outbox status), or
+ * "deadlines", "escalations", "breaches" (a and b NULL). */
+typedef void (*wh_engine_count_fn)(void *arg, const char *what, const char *a, const char *b,
+                                   int64_t n);
+/* Reads the counts at once, calling fn for each. Returns 0, WH_ECLOSED or
+ * WH_ESTORAGE. */
+int wh_engine_counts(wh_engine_t *e, wh_engine_count_fn fn, void *arg);
+
 #endif

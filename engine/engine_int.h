@@ -56,6 +56,7 @@ struct wh_engine_s {
     size_t nstored;
     struct wh_outbox_s *outbox;   /* engine/outbox.c; NULL without a notifier */
     unsigned char action_key[32]; /* signs action links (engine/actions.c) */
+    wh_engine_stats_t stats;      /* GET /metrics (engine/engine.c) */
 };
 
 int64_t wh_engine_now(const wh_engine_t *e);

@@ -18,18 +18,12 @@
 #include "engine/actions.h"
 #include "engine/error.h"
 #include "src/cmd.h"
+#include "src/metrics.h"
 #include "notifiers/webhook.h"
 
 #define DIGEST_LEN     32
 #define MAX_LIST_ITEMS 100 /* items in a state= or assignee= comma list */
 #define MAX_KEY_LEN    255 /* Idempotency-Key */
-
-struct wh_api_s {
-    wh_api_state_t st;
-    unsigned char *digests; /* SHA-256 of each org's token (same index as the directory) */
-    bool *has_token;
-    size_t ndigests;
-};
 
 typedef enum {
     R_NONE,
@@ -43,8 +37,51 @@ typedef enum {
     R_DELIVERIES,
     R_RETRY,
     R_AUDIT_DEPTS,
-    R_AUDIT_CSV
+    R_AUDIT_CSV,
+    R_METRICS,
+    R_OPEN311 /* not routed here: a label of the request metrics */
 } route_t;
+
+#define NROUTES          (R_OPEN311 + 1)
+#define MAX_HTTP_SERIES  256           /* (route, status) pairs counted */
+#define MAX_METRICS_TEXT (1024 * 1024) /* GET /metrics answer */
+
+/* The route label of the request metrics: a fixed name per endpoint
+ * pattern, never the path itself (ids and tokens would make the series
+ * unbounded, and action tokens are credentials). Indexed by route_t. */
+static const char *const route_labels[NROUTES] = {
+    "unmatched",
+    "/healthz",
+    "/v1/tickets",
+    "/v1/tickets/{id}",
+    "/v1/tickets/{id}/events",
+    "/v1/workflows",
+    "/v1/workflows/{name}",
+    "/v1/actions/{token}",
+    "/v1/deliveries",
+    "/v1/deliveries/{id}/retry",
+    "/v1/audit/departments",
+    "/v1/audit/tickets.csv",
+    "/metrics",
+    "open311",
+};
+
+typedef struct {
+    route_t route;
+    int status;
+    uint64_t n;
+} http_series_t;
+
+struct wh_api_s {
+    wh_api_state_t st;
+    unsigned char *digests; /* SHA-256 of each org's token (same index as the directory) */
+    bool *has_token;
+    size_t ndigests;
+    /* Request metrics, kept since the start (reloads keep them). */
+    http_series_t series[MAX_HTTP_SERIES];
+    size_t nseries;
+    wh_hist_t durations[NROUTES];
+};
 
 /* A refusal decided by the API itself: status, code, message. */
 typedef struct {
@@ -184,6 +221,8 @@ static route_t route(const char *path, char *seg, size_t seglen)
         return R_TICKETS;
     if (strcmp(path, "/v1/workflows") == 0)
         return R_WORKFLOWS;
+    if (strcmp(path, "/metrics") == 0)
+        return R_METRICS;
     /* The token is read from the path by the handler (it is longer than seg). */
     if (strncmp(path, "/v1/actions/", 12) == 0)
         return path[12] != '\0' && strchr(path + 12, '/') == NULL ? R_ACTION : R_NONE;
@@ -215,6 +254,8 @@ static const char *allowed(route_t rt)
 {
     if (rt == R_RETRY)
         return "POST";
+    if (rt == R_METRICS)
+        return "GET";
     return rt == R_TICKETS || rt == R_EVENTS || rt == R_ACTION ? "GET, HEAD, POST" : "GET, HEAD";
 }
 
@@ -222,6 +263,8 @@ static bool method_ok(route_t rt, const char *m)
 {
     if (rt == R_RETRY)
         return strcmp(m, "POST") == 0;
+    if (rt == R_METRICS)
+        return strcmp(m, "GET") == 0;
     if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
         return true;
     return strcmp(m, "POST") == 0 && (rt == R_TICKETS || rt == R_EVENTS || rt == R_ACTION);
@@ -1090,6 +1133,125 @@ static void get_audit(wh_api_t *a, wh_http_req_t *r, const char *org, bool csv)
     free(body);
 }
 
+/* ---- metrics (supervisors; src/metrics.c formats them) ---- */
+
+static const double http_bounds[] = { .001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5 };
+
+void wh_api_observe(wh_api_t *a, const char *path, int status, double seconds)
+{
+    route_t rt = R_OPEN311;
+    char seg[72];
+    size_t i = 0;
+
+    if (a == NULL)
+        return;
+    if (!wh_open311_owns(path))
+        rt = route(path, seg, sizeof(seg));
+    wh_hist_observe(&a->durations[rt], seconds);
+    while (i < a->nseries && (a->series[i].route != rt || a->series[i].status != status))
+        i++;
+    /* Statuses are few per route; past the cap a new pair is not counted
+     * rather than let the series grow without bound. */
+    if (i == a->nseries && a->nseries == MAX_HTTP_SERIES)
+        return;
+    if (i == a->nseries)
+        a->series[a->nseries++] = (http_series_t){ .route = rt, .status = status };
+    a->series[i].n++;
+}
+
+static const char *const count_families[][4] = {
+    { "tickets", "whistle_tickets", "gauge", "Tickets by workflow and current state." },
+    { "events", "whistle_events_total", "counter", "Events recorded on tickets, by event." },
+    { "deadlines", "whistle_deadlines_pending", "gauge", "Deadlines not yet fired." },
+    { "escalations", "whistle_escalations_total", "counter", "Escalation steps fired." },
+    { "breaches", "whistle_breaches_total", "counter", "Clock breaches recorded." },
+    { "deliveries", "whistle_deliveries", "gauge", "Outbound messages by delivery status." },
+};
+#define NCOUNT_FAMILIES (sizeof(count_families) / sizeof(count_families[0]))
+
+/* One store count, as its family's sample: wh_engine_counts reads each
+ * query's rows together, so a family's samples stay together. */
+typedef struct {
+    wh_metrics_t *m;
+    bool seen[NCOUNT_FAMILIES];
+} counts_ctx_t;
+
+static void on_count(void *arg, const char *what, const char *x, const char *y, int64_t n)
+{
+    counts_ctx_t *c = arg;
+    size_t i = 0;
+    while (i + 1 < NCOUNT_FAMILIES && strcmp(count_families[i][0], what) != 0)
+        i++;
+    const char *const *f = count_families[i];
+    if (!c->seen[i])
+        wh_metrics_family(c->m, f[1], f[2], f[3]);
+    c->seen[i] = true;
+    const char *tl[] = { "workflow", x, "state", y, NULL };
+    const char *el[] = { i == 5 ? "status" : "event", x, NULL };
+    wh_metrics_sample(c->m, f[1], i == 0 ? tl : (x != NULL ? el : NULL), (double)n);
+}
+
+static void http_metrics(wh_api_t *a, wh_metrics_t *m)
+{
+    char status[16];
+    wh_metrics_family(m, "whistle_http_requests_total", "counter",
+                      "HTTP requests answered, by route and status.");
+    for (size_t i = 0; i < a->nseries; i++) {
+        snprintf(status, sizeof(status), "%d", a->series[i].status);
+        const char *l[] = { "route", route_labels[a->series[i].route], "status", status, NULL };
+        wh_metrics_sample(m, "whistle_http_requests_total", l, (double)a->series[i].n);
+    }
+    wh_metrics_family(m, "whistle_http_request_duration_seconds", "histogram",
+                      "Time from a request's first header to its answer, by route.");
+    for (size_t i = 0; i < NROUTES; i++)
+        if (a->durations[i].count > 0)
+            wh_metrics_hist(m, "whistle_http_request_duration_seconds", "route", route_labels[i],
+                            &a->durations[i]);
+}
+
+static void get_metrics(wh_api_t *a, wh_http_req_t *r, const char *org)
+{
+    static const char *const hdr[] = { "Content-Type", WH_METRICS_CONTENT_TYPE, NULL };
+    wh_metrics_t m;
+    wh_engine_stats_t es;
+    counts_ctx_t c = { .m = &m };
+    char *text = NULL;
+    size_t len = 0;
+    refusal_t f = { 0 };
+    int rc;
+
+    if (!is_supervisor(a, org)) {
+        reply_error(r, 403, "forbidden", "only supervisors may read the metrics", NULL);
+        return;
+    }
+    if (check_query(r, (const char *const[]){ NULL }, &f) != 0) {
+        reply_refusal(r, &f);
+        return;
+    }
+    wh_metrics_init(&m, MAX_METRICS_TEXT);
+    rc = wh_engine_counts(a->st.engine, on_count, &c);
+    /* Families with no rows yet (no tickets) still get their HELP and TYPE. */
+    for (size_t i = 0; i < NCOUNT_FAMILIES; i++)
+        if (!c.seen[i])
+            wh_metrics_family(&m, count_families[i][1], count_families[i][2], count_families[i][3]);
+    http_metrics(a, &m);
+    wh_engine_stats(a->st.engine, &es);
+    wh_metrics_family(&m, "whistle_commit_batch_size", "histogram",
+                      "Changes committed together in one transaction.");
+    wh_metrics_hist(&m, "whistle_commit_batch_size", NULL, NULL, &es.batch_size);
+    wh_metrics_family(&m, "whistle_commit_duration_seconds", "histogram",
+                      "Time to apply and commit one batch of changes.");
+    wh_metrics_hist(&m, "whistle_commit_duration_seconds", NULL, NULL, &es.commit_seconds);
+    if (rc == 0)
+        rc = wh_metrics_take(&m, &text, &len);
+    wh_metrics_clear(&m);
+    if (rc != 0)
+        reply_err(r, rc, NULL);
+    else
+        wh_http_respond(r, 200, hdr, text, len);
+    free(text);
+}
+
 /* ---- signed requests (Standard Webhooks, SPEC §4) ---- */
 
 #define SIG_WINDOW_S   300
@@ -1273,6 +1435,9 @@ static void dispatch(wh_api_t *a, wh_http_req_t *r, route_t rt, const char *seg)
     case R_AUDIT_CSV:
         get_audit(a, r, org, rt == R_AUDIT_CSV);
         break;
+    case R_METRICS:
+        get_metrics(a, r, org);
+        break;
     default:
         if (seg[0] == '\0')
             reply_error(r, 404, "not_found", "no such workflow is loaded", NULL);
@@ -1313,7 +1478,10 @@ void wh_api_handle(wh_http_req_t *r, void *arg)
 
 wh_api_t *wh_api_new(void)
 {
-    return calloc(1, sizeof(wh_api_t));
+    wh_api_t *a = calloc(1, sizeof(wh_api_t));
+    for (size_t i = 0; a != NULL && i < NROUTES; i++)
+        wh_hist_init(&a->durations[i], http_bounds, sizeof(http_bounds) / sizeof(double));
+    return a;
 }
 
 void wh_api_free(wh_api_t *a)

@@ -306,6 +306,7 @@ static void on_log(const wh_http_log_t *e, void *arg)
 {
     server_t *s = arg;
     char path[256], method[16], when[26];
+    wh_api_observe(s->api, e->path, e->status, e->ms / 1e3);
     log_path(e->path, path, sizeof(path));
     log_path(e->method, method, sizeof(method));
     wh_time_format_tz((int64_t)time(NULL), s->b->tz, when);
