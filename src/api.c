@@ -595,20 +595,6 @@ static int check_query(wh_http_req_t *r, const char *const *allowed, refusal_t *
     return 0;
 }
 
-/* An RFC 3339 time from a query string. A '+' in an offset that was not
- * percent-encoded arrives as a space (form decoding): read it as '+'. */
-static int parse_time_query(const char *s, int64_t *out)
-{
-    char buf[64];
-    size_t n = strlen(s);
-    if (n >= sizeof(buf))
-        return -1;
-    memcpy(buf, s, n + 1);
-    if (n > 6 && buf[n - 6] == ' ')
-        buf[n - 6] = '+';
-    return wh_time_parse(buf, out);
-}
-
 static int parse_int(const char *s, long long lo, long long hi, long long *out)
 {
     char *end;
@@ -689,9 +675,11 @@ typedef struct {
 
 static int parse_list_query(wh_http_req_t *r, wh_list_query_t *q, list_bufs_t *b, refusal_t *f)
 {
+    char tbuf[64];
     static const char *const params[] = { "state",         "assignee", "raiser", "overdue",
                                           "updated_after", "limit",    "after",  NULL };
-    const char *overdue = wh_http_query(r, "overdue"), *upd = wh_http_query(r, "updated_after");
+    const char *overdue = wh_http_query(r, "overdue"),
+               *upd = wh_http_query_time(r, "updated_after", tbuf);
     const char *limit = wh_http_query(r, "limit");
     long long lim = 50;
 
@@ -708,7 +696,7 @@ static int parse_list_query(wh_http_req_t *r, wh_list_query_t *q, list_bufs_t *b
     if (overdue != NULL && strcmp(overdue, "true") != 0 && strcmp(overdue, "false") != 0)
         return refuse(f, 400, "bad_request", "'overdue' must be true or false");
     q->overdue = overdue != NULL && strcmp(overdue, "true") == 0;
-    if (upd != NULL && parse_time_query(upd, &q->updated_after) != 0)
+    if (upd != NULL && wh_time_parse(upd, &q->updated_after) != 0)
         return refuse(f, 400, "bad_request",
                       "'updated_after' must be an RFC 3339 time (2026-11-26T09:30:00%%2B08:00 "
                       "in a URL)");
@@ -1081,19 +1069,6 @@ static void post_retry(wh_api_t *a, wh_http_req_t *r, const char *org, const cha
 
 /* ---- audit (supervisors, SPEC §6; cmd_audit.c computes it) ---- */
 
-/* from/to as given; a '+' of an offset that was not percent-encoded arrives
- * as a space (form decoding) and is read as '+'. */
-static const char *audit_bound(const char *s, char buf[64])
-{
-    size_t n = s ? strlen(s) : 0;
-    if (s == NULL || n >= 64)
-        return s;
-    memcpy(buf, s, n + 1);
-    if (n > 6 && buf[n - 6] == ' ')
-        buf[n - 6] = '+';
-    return buf;
-}
-
 static void get_audit(wh_api_t *a, wh_http_req_t *r, const char *org, bool csv)
 {
     static const char *const params[] = { "from", "to", "bom", NULL };
@@ -1117,10 +1092,10 @@ static void get_audit(wh_api_t *a, wh_http_req_t *r, const char *org, bool csv)
         reply_refusal(r, &f);
         return;
     }
-    rc = wh_cmd_audit_answer(
-        a->st.cfg, a->st.workflows, a->st.nworkflows, audit_bound(wh_http_query(r, "from"), from),
-        audit_bound(wh_http_query(r, "to"), to), csv ? WH_AUDIT_CSV : WH_AUDIT_JSON,
-        bom && strcmp(bom, "true") == 0, &body, &len, err, sizeof(err));
+    rc = wh_cmd_audit_answer(a->st.cfg, a->st.workflows, a->st.nworkflows,
+                             wh_http_query_time(r, "from", from), wh_http_query_time(r, "to", to),
+                             csv ? WH_AUDIT_CSV : WH_AUDIT_JSON, bom && strcmp(bom, "true") == 0,
+                             &body, &len, err, sizeof(err));
     if (rc == WH_EPARSE)
         reply_error(r, 400, "bad_request", err, NULL);
     else if (rc != 0)

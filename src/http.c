@@ -423,6 +423,17 @@ const char *wh_http_query(const wh_http_req_t *r, const char *name)
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+const char *wh_http_query_time(const wh_http_req_t *r, const char *name, char buf[64])
+{
+    const char *s = wh_http_query(r, name);
+    size_t n = s ? strlen(s) : 0;
+    if (s == NULL || n >= 64 || n <= 6 || s[n - 6] != ' ')
+        return s;
+    memcpy(buf, s, n + 1);
+    buf[n - 6] = '+';
+    return buf;
+}
+
 typedef struct {
     bool (*fn)(const char *key, void *arg);
     void *arg;

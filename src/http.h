@@ -67,6 +67,12 @@ const char *wh_http_path(const wh_http_req_t *r);
 const char *wh_http_header(const wh_http_req_t *r, const char *name);
 /* A query parameter (decoded), or NULL. */
 const char *wh_http_query(const wh_http_req_t *r, const char *name);
+/* A query parameter that holds a time (RFC 3339 or a date), or NULL. Query
+ * decoding turns a '+' that was not percent-encoded into a space, so a space
+ * before a trailing "HH:MM" offset is read back as '+'. The result is in buf
+ * when it had to be changed (buf: 64 bytes); a longer value is returned as
+ * it is, for the caller's parser to refuse. */
+const char *wh_http_query_time(const wh_http_req_t *r, const char *name, char buf[64]);
 /* Calls fn for each query parameter in order until it returns false. */
 void wh_http_query_each(const wh_http_req_t *r, bool (*fn)(const char *key, void *arg), void *arg);
 const char *wh_http_body(const wh_http_req_t *r, size_t *len);

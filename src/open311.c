@@ -802,24 +802,12 @@ typedef struct {
     int64_t start, end;
 } filter_t;
 
-/* An RFC 3339 time from a query string; a '+' that was not percent-encoded
- * arrives as a space. */
-static int parse_time_query(const char *s, int64_t *out)
-{
-    char buf[64];
-    size_t n = strlen(s);
-    if (n >= sizeof(buf))
-        return -1;
-    memcpy(buf, s, n + 1);
-    if (n > 6 && buf[n - 6] == ' ')
-        buf[n - 6] = '+';
-    return wh_time_parse(buf, out);
-}
-
 static int parse_filter(wh_http_req_t *r, filter_t *q, const char **msg)
 {
     const char *codes = wh_http_query(r, "service_code"), *status = wh_http_query(r, "status");
-    const char *start = wh_http_query(r, "start_date"), *end = wh_http_query(r, "end_date");
+    char sbuf[64], ebuf[64];
+    const char *start = wh_http_query_time(r, "start_date", sbuf),
+               *end = wh_http_query_time(r, "end_date", ebuf);
 
     q->want_open = q->want_closed = status == NULL;
     for (const char *p = status; p != NULL; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
@@ -835,9 +823,9 @@ static int parse_filter(wh_http_req_t *r, filter_t *q, const char **msg)
         ((q->codes_buf = strdup(codes)) == NULL || !split_list(q->codes_buf, q->codes, &q->ncodes)))
         return *msg = "service_code lists more than 100 codes", -1;
     q->end = INT64_MAX;
-    if (end != NULL && parse_time_query(end, &q->end) != 0)
+    if (end != NULL && wh_time_parse(end, &q->end) != 0)
         return *msg = "end_date must be an RFC 3339 time", -1;
-    if (start != NULL && parse_time_query(start, &q->start) != 0)
+    if (start != NULL && wh_time_parse(start, &q->start) != 0)
         return *msg = "start_date must be an RFC 3339 time", -1;
     if (start == NULL)
         q->start = (end != NULL ? q->end : (int64_t)time(NULL)) - WINDOW_S;

@@ -392,6 +392,12 @@ Test(serve, list_pages_with_a_cursor_and_checks_its_parameters)
                         "tok-super", NULL);
     cr_assert_eq(json_array_size(json_object_get(r.json, "tickets")), 5);
     wh_test_resp_free(&r);
+    /* An offset's '+' left unencoded arrives as a space: still the same time. */
+    r = wh_test_request("GET", "/v1/tickets?updated_after=2000-01-01T08:00:00+08:00", "tok-super",
+                        NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "tickets")), 5);
+    wh_test_resp_free(&r);
     expect_error(wh_test_request("GET", "/v1/tickets?limit=201", "tok-super", NULL), 400,
                  "bad_request", "'limit' must be an integer from 1 to 200");
     expect_error(wh_test_request("GET", "/v1/tickets?overdue=yes", "tok-super", NULL), 400,
