@@ -5,6 +5,7 @@
 #include <microhttpd.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,4 +403,36 @@ const wh_test_seen_t *wh_test_receiver_seen(int i)
 {
     cr_assert(i >= 0 && i < wh_test_receiver_count(), "request %d was not seen", i);
     return &rx.seen[i];
+}
+
+/* ---- the daemon's database ---- */
+
+/* A value from the daemon's database (read-only, beside the running daemon). */
+void wh_test_db_query(const char *sql, char *out, size_t len)
+{
+    char path[512];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    snprintf(path, sizeof(path), "%s/var/whistle.db", wh_test_dir);
+    out[0] = '\0';
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 2000);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
+        snprintf(out, len, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* Waits up to ms for query to answer expect. */
+void wh_test_db_wait(const char *sql, const char *expect, int ms)
+{
+    char got[512] = "";
+    for (int i = 0; i < ms / 20; i++) {
+        wh_test_db_query(sql, got, sizeof(got));
+        if (strcmp(got, expect) == 0)
+            return;
+        usleep(20000);
+    }
+    cr_assert_str_eq(got, expect, "%s", sql);
 }

@@ -140,4 +140,12 @@ void wh_test_receiver_wait(int n, int ms);
 /* The i-th request seen (i < wh_test_receiver_count()). */
 const wh_test_seen_t *wh_test_receiver_seen(int i);
 
+/* The first column of the first row sql returns from the daemon's database
+ * (wh_test_dir/var/whistle.db, opened read-only beside the running daemon),
+ * as text into out ("" when there is no row or it is NULL). */
+void wh_test_db_query(const char *sql, char *out, size_t len);
+/* Waits up to ms for wh_test_db_query(sql) to answer expect; fails the test
+ * with the last answer otherwise. */
+void wh_test_db_wait(const char *sql, const char *expect, int ms);
+
 #endif

@@ -8,7 +8,6 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,36 +176,6 @@ static void raise_ticket(const char *category, char *id, size_t idlen)
     free(resp);
 }
 
-/* A value from the daemon's database (read-only, beside the running daemon). */
-static void query(const char *sql, char *out, size_t len)
-{
-    char path[512];
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    snprintf(path, sizeof(path), "%s/var/whistle.db", wh_test_dir);
-    out[0] = '\0';
-    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 2000);
-    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
-        snprintf(out, len, "%s", (const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-}
-
-/* Waits up to ms for query to answer expect. */
-static void wait_query(const char *sql, const char *expect, int ms)
-{
-    char got[512] = "";
-    for (int i = 0; i < ms / 20; i++) {
-        query(sql, got, sizeof(got));
-        if (strcmp(got, expect) == 0)
-            return;
-        usleep(20000);
-    }
-    cr_assert_str_eq(got, expect, "%s", sql);
-}
-
 /* The outbox id of the message about ticket for org. */
 static void outbox_id(const char *ticket, const char *org, char *out, size_t len)
 {
@@ -215,7 +184,7 @@ static void outbox_id(const char *ticket, const char *org, char *out, size_t len
              "SELECT o.id FROM outbox o JOIN tickets t ON t.rid = o.ticket WHERE t.id = '%s'"
              " AND o.org = '%s'",
              ticket, org);
-    query(sql, out, len);
+    wh_test_db_query(sql, out, len);
     cr_assert_neq(out[0], '\0', "no message about %s for %s", ticket, org);
 }
 
@@ -266,7 +235,7 @@ Test(deliveries, the_list_shows_a_delivered_message_with_its_attempt)
     json_t *j, *d, *log;
     raise_ticket("fire-safety", id, sizeof(id));
     wh_test_receiver_wait(1, 5000);
-    wait_query("SELECT status FROM outbox WHERE org = 'fire-brigade'", "delivered", 3000);
+    wh_test_db_wait("SELECT status FROM outbox WHERE org = 'fire-brigade'", "delivered", 3000);
     j = get_json("/v1/deliveries?org=fire-brigade", "tok-super", 200);
     cr_assert_eq(json_array_size(json_object_get(j, "deliveries")), 1);
     cr_assert(json_is_null(json_object_get(j, "next")));
@@ -356,8 +325,8 @@ Test(deliveries, a_failed_message_is_retried_by_hand_and_delivered)
     raise_ticket("fire-safety", id, sizeof(id));
     /* [1s]: two attempts, then failed. */
     wh_test_receiver_wait(2, 6000);
-    wait_query("SELECT status || ' ' || attempts FROM outbox WHERE org = 'fire-brigade'",
-               "failed 2", 3000);
+    wh_test_db_wait("SELECT status || ' ' || attempts FROM outbox WHERE org = 'fire-brigade'",
+                    "failed 2", 3000);
     j = get_json("/v1/deliveries?status=failed", "tok-super", 200);
     cr_assert_eq(json_array_size(json_object_get(j, "deliveries")), 1);
     d = json_array_get(json_object_get(j, "deliveries"), 0);
@@ -377,8 +346,8 @@ Test(deliveries, a_failed_message_is_retried_by_hand_and_delivered)
     cr_assert_eq(json_integer_value(json_object_get(j, "attempts")), 2);
     json_decref(j);
     wh_test_receiver_wait(3, 4000);
-    wait_query("SELECT status || ' ' || attempts FROM outbox WHERE org = 'fire-brigade'",
-               "delivered 3", 3000);
+    wh_test_db_wait("SELECT status || ' ' || attempts FROM outbox WHERE org = 'fire-brigade'",
+                    "delivered 3", 3000);
     cr_assert_str_eq(wh_test_receiver_seen(0)->id, wh_test_receiver_seen(2)->id);
     /* Delivered now: a second retry is refused; so is an unknown id. */
     expect_error(http("POST", path, super, "", resp), resp, 409, "invalid_state");
@@ -399,23 +368,23 @@ Test(deliveries, retrying_a_disabled_message_enables_the_endpoint_again)
     wh_test_receiver_wait(1, 5000);
     /* The 410 has been answered; once whistle has recorded it, a new message
      * for the org is set aside without a request. */
-    wait_query("SELECT group_concat(status, ',') FROM outbox WHERE org = 'fire-brigade'",
-               "disabled", 3000);
+    wh_test_db_wait("SELECT group_concat(status, ',') FROM outbox WHERE org = 'fire-brigade'",
+                    "disabled", 3000);
     raise_ticket("fire-safety", b, sizeof(b));
-    wait_query("SELECT group_concat(status, ',') FROM outbox WHERE org = 'fire-brigade'",
-               "disabled,disabled", 3000);
+    wh_test_db_wait("SELECT group_concat(status, ',') FROM outbox WHERE org = 'fire-brigade'",
+                    "disabled,disabled", 3000);
     outbox_id(a, "fire-brigade", mid, sizeof(mid));
     snprintf(path, sizeof(path), "/v1/deliveries/%s/retry", mid);
     cr_assert_eq(http("POST", path, super, "", resp), 200, "%s", resp);
     wh_test_receiver_wait(2, 4000);
     snprintf(sql, sizeof(sql), "SELECT status FROM outbox WHERE id = %s", mid);
-    wait_query(sql, "delivered", 3000);
-    query("SELECT count(*) FROM endpoints", sql, sizeof(sql));
+    wh_test_db_wait(sql, "delivered", 3000);
+    wh_test_db_query("SELECT count(*) FROM endpoints", sql, sizeof(sql));
     cr_assert_str_eq(sql, "0");
     /* The org's other disabled message waits for its own retry. */
     outbox_id(b, "fire-brigade", mid, sizeof(mid));
     snprintf(sql, sizeof(sql), "SELECT status FROM outbox WHERE id = %s", mid);
-    query(sql, path, sizeof(path));
+    wh_test_db_query(sql, path, sizeof(path));
     cr_assert_str_eq(path, "disabled");
     free(resp);
 }
@@ -451,7 +420,7 @@ Test(deliveries, a_signed_report_is_the_department_and_cannot_be_replayed)
     wh_test_daemon_start();
     expect_error(post_signed(path, "in_report_1", now, sig, NULL, report, resp), resp, 401,
                  "replayed");
-    query("SELECT org || ' ' || id FROM inbound_ids", sig, sizeof(sig));
+    wh_test_db_query("SELECT org || ' ' || id FROM inbound_ids", sig, sizeof(sig));
     cr_assert_str_eq(sig, "fire-brigade in_report_1");
     free(resp);
 }
@@ -483,7 +452,7 @@ Test(deliveries, stale_wrong_and_unsigned_requests_are_401)
     expect_error(post_signed("/v1/tickets", "in_raise", now, sig, NULL, "{}", resp), resp, 401,
                  "bad_signature");
     /* Nothing was fired, and the refused ids were not spent. */
-    query("SELECT count(*) FROM inbound_ids", sig, sizeof(sig));
+    wh_test_db_query("SELECT count(*) FROM inbound_ids", sig, sizeof(sig));
     cr_assert_str_eq(sig, "0");
     /* Several signatures (a key rotation): any good one is enough. */
     sign(FIRE_KEY, "in_body", now, report, sig);

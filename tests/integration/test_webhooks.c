@@ -7,7 +7,6 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,36 +133,6 @@ static void raise_ticket(const char *category, char *id, size_t idlen)
     json_decref(j);
 }
 
-/* A value from the daemon's database (read-only, beside the running daemon). */
-static void query(const char *sql, char *out, size_t len)
-{
-    char path[512];
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    snprintf(path, sizeof(path), "%s/var/whistle.db", wh_test_dir);
-    out[0] = '\0';
-    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 2000);
-    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
-        snprintf(out, len, "%s", (const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-}
-
-/* Waits up to ms for query to answer expect. */
-static void wait_query(const char *sql, const char *expect, int ms)
-{
-    char got[512] = "";
-    for (int i = 0; i < ms / 20; i++) {
-        query(sql, got, sizeof(got));
-        if (strcmp(got, expect) == 0)
-            return;
-        usleep(20000);
-    }
-    cr_assert_str_eq(got, expect, "%s", sql);
-}
-
 static void expect_signed(const wh_test_seen_t *s, const char *key)
 {
     char text[20000], expect[128] = "v1,";
@@ -194,9 +163,9 @@ Test(webhooks, raise_sends_a_signed_whistled_message_to_the_department)
                          json_object_get(json_object_get(j, "data"), "ticket"), "id")),
                      id);
     json_decref(j);
-    wait_query("SELECT status || ' ' || attempts FROM outbox WHERE org = 'fire-brigade'",
-               "delivered 1", 3000);
-    wait_query("SELECT status || ' ' || attempt FROM attempts", "204 1", 3000);
+    wh_test_db_wait("SELECT status || ' ' || attempts FROM outbox WHERE org = 'fire-brigade'",
+                    "delivered 1", 3000);
+    wh_test_db_wait("SELECT status || ' ' || attempt FROM attempts", "204 1", 3000);
 }
 
 Test(webhooks, a_500_is_retried_with_the_same_webhook_id)
@@ -209,9 +178,9 @@ Test(webhooks, a_500_is_retried_with_the_same_webhook_id)
     cr_assert_str_eq(wh_test_receiver_seen(0)->id, wh_test_receiver_seen(1)->id);
     cr_assert_str_eq(wh_test_receiver_seen(0)->body, wh_test_receiver_seen(1)->body);
     expect_signed(wh_test_receiver_seen(1), FIRE_KEY);
-    wait_query("SELECT status || ' ' || attempts FROM outbox", "delivered 2", 3000);
-    wait_query("SELECT group_concat(status || ':' || coalesce(error, '-'), ',') FROM attempts",
-               "500:HTTP 500,204:-", 3000);
+    wh_test_db_wait("SELECT status || ' ' || attempts FROM outbox", "delivered 2", 3000);
+    wh_test_db_wait("SELECT group_concat(status || ':' || coalesce(error, '-'), ',') FROM attempts",
+                    "500:HTTP 500,204:-", 3000);
 }
 
 Test(webhooks, a_receiver_down_then_up_gets_the_message)
@@ -219,12 +188,12 @@ Test(webhooks, a_receiver_down_then_up_gets_the_message)
     char id[64];
     wh_test_receiver_stop();
     raise_ticket("fire-safety", id, sizeof(id));
-    wait_query("SELECT count(*) FROM attempts WHERE status = 0", "1", 4000);
-    query("SELECT status FROM outbox", id, sizeof(id));
+    wh_test_db_wait("SELECT count(*) FROM attempts WHERE status = 0", "1", 4000);
+    wh_test_db_query("SELECT status FROM outbox", id, sizeof(id));
     cr_assert_str_eq(id, "pending");
     wh_test_receiver_start();
     wh_test_receiver_wait(1, 6000);
-    wait_query("SELECT status || ' ' || attempts FROM outbox", "delivered 2", 3000);
+    wh_test_db_wait("SELECT status || ' ' || attempts FROM outbox", "delivered 2", 3000);
 }
 
 Test(webhooks, a_410_disables_the_endpoint)
@@ -234,10 +203,10 @@ Test(webhooks, a_410_disables_the_endpoint)
     wh_test_receiver_answer(1, statuses);
     raise_ticket("fire-safety", id, sizeof(id));
     wh_test_receiver_wait(1, 5000);
-    wait_query("SELECT status || ' ' || attempts FROM outbox", "disabled 1", 3000);
+    wh_test_db_wait("SELECT status || ' ' || attempts FROM outbox", "disabled 1", 3000);
     /* The next message for the org waits too, without a request. */
     raise_ticket("fire-safety", id, sizeof(id));
-    wait_query("SELECT group_concat(status, ',') FROM outbox", "disabled,disabled", 3000);
+    wh_test_db_wait("SELECT group_concat(status, ',') FROM outbox", "disabled,disabled", 3000);
     usleep(300000);
     cr_assert_eq(wh_test_receiver_count(), 1);
     /* Other orgs are not affected. */
@@ -252,14 +221,14 @@ Test(webhooks, a_pending_message_survives_a_kill)
     char id[64], expect_id[128];
     wh_test_receiver_stop();
     raise_ticket("fire-safety", id, sizeof(id));
-    wait_query("SELECT count(*) FROM attempts", "1", 4000);
+    wh_test_db_wait("SELECT count(*) FROM attempts", "1", 4000);
     cr_assert_eq(wh_test_daemon_stop(SIGKILL), -1);
     wh_test_receiver_start();
     wh_test_daemon_start();
     wh_test_receiver_wait(1, 6000);
     snprintf(expect_id, sizeof(expect_id), "msg_%s_1_0", id);
     cr_assert_str_eq(wh_test_receiver_seen(0)->id, expect_id);
-    wait_query("SELECT status || ' ' || attempts FROM outbox", "delivered 2", 3000);
+    wh_test_db_wait("SELECT status || ' ' || attempts FROM outbox", "delivered 2", 3000);
 }
 
 Test(webhooks, the_last_retry_failing_fails_the_message)
@@ -270,8 +239,8 @@ Test(webhooks, the_last_retry_failing_fails_the_message)
     raise_ticket("fire-safety", id, sizeof(id));
     /* [1s, 1s]: three attempts in all, then failed. */
     wh_test_receiver_wait(3, 8000);
-    wait_query("SELECT status || ' ' || attempts || ' ' || coalesce(next_at, '-') FROM outbox",
-               "failed 3 -", 3000);
+    wh_test_db_wait("SELECT status || ' ' || attempts || ' ' || coalesce(next_at, '-') FROM outbox",
+                    "failed 3 -", 3000);
     cr_assert_str_eq(wh_test_receiver_seen(0)->id, wh_test_receiver_seen(2)->id);
     usleep(1500000);
     cr_assert_eq(wh_test_receiver_count(), 3);
@@ -289,5 +258,5 @@ Test(webhooks, a_503_waits_at_least_retry_after)
     cr_assert_geq(
         wh_test_receiver_seen(1)->at_ms - wh_test_receiver_seen(0)->at_ms, 2900, "%llu ms",
         (unsigned long long)(wh_test_receiver_seen(1)->at_ms - wh_test_receiver_seen(0)->at_ms));
-    wait_query("SELECT status || ' ' || attempts FROM outbox", "delivered 2", 3000);
+    wh_test_db_wait("SELECT status || ' ' || attempts FROM outbox", "delivered 2", 3000);
 }
