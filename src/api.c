@@ -278,29 +278,36 @@ static void sha256(const void *data, size_t len, unsigned char out[DIGEST_LEN])
     EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
 }
 
-/* The org whose token the bearer credential matches, or -1. Every org is
- * compared, in constant time over digests of equal length, so that neither
- * the token's length nor its position in the directory shows in the time. */
-static int authenticate(const wh_api_t *a, wh_http_req_t *r)
+/* Every org is compared, in constant time over digests of equal length, so
+ * that neither the token's length nor its position in the directory shows in
+ * the time. */
+int wh_api_token_org(const wh_api_t *a, const char *token)
 {
-    const char *h = wh_http_header(r, "Authorization");
     unsigned char d[DIGEST_LEN];
     int found = -1;
 
-    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+    if (token == NULL || token[0] == '\0' || a->st.cfg == NULL)
         return -1;
-    h += 7;
-    while (*h == ' ')
-        h++;
-    if (*h == '\0')
-        return -1;
-    sha256(h, strlen(h), d);
+    sha256(token, strlen(token), d);
     for (size_t i = 0; i < a->st.cfg->dir.n; i++) {
         int eq = CRYPTO_memcmp(d, a->digests + i * DIGEST_LEN, DIGEST_LEN) == 0;
         int take = eq & (int)a->has_token[i];
         found = take ? (int)i : found;
     }
     return found;
+}
+
+/* The org whose token the bearer credential matches, or -1. */
+static int authenticate(const wh_api_t *a, wh_http_req_t *r)
+{
+    const char *h = wh_http_header(r, "Authorization");
+
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return -1;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return wh_api_token_org(a, h);
 }
 
 /* ---- JSON bodies ---- */

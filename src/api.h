@@ -37,6 +37,10 @@ int wh_api_set(wh_api_t *a, const wh_api_state_t *st);
 /* The wh_http_handler; arg is the wh_api_t. */
 void wh_api_handle(wh_http_req_t *req, void *arg);
 
+/* The index in the org directory of the org whose token this is, or -1
+ * (compared in constant time). */
+int wh_api_token_org(const wh_api_t *a, const char *token);
+
 /* Counts a finished request for GET /metrics (called from the request log):
  * status 0 when the connection closed first. Accepts a NULL a. */
 void wh_api_observe(wh_api_t *a, const char *path, int status, double seconds);
