@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/actions.h"
+#include "engine/audit.h"
 #include "engine/engine_int.h"
 #include "engine/error.h"
 #include "engine/jcs.h"
@@ -291,6 +292,30 @@ static int apply_clocks(wh_engine_t *e, const wh_workflow_t *wf, wh_ticket_t *t,
 
 /* ---- the event log and the outbox ---- */
 
+/* Keeps the ticket's audit summary (SPEC §6) current: its row is written by
+ * the caller after the event, the actor's report time here. */
+static int fold_audit(wh_engine_t *e, wh_ticket_t *t, int64_t now, const char *event,
+                      const char *actor, const char *from, const char *to, const json_t *data)
+{
+    const wh_workflow_t *wf = wh_engine_workflow(e, t->workflow, t->version);
+    sqlite3_stmt *st;
+    int rc;
+
+    if (!wh_audit_fold(wf, &t->audit, now, event, from, to, data))
+        return 0;
+    for (size_t i = 0; i < t->nassignees; i++) {
+        wh_tassignee_t *a = &t->assignees[i];
+        if (strcmp(a->org, actor) != 0 || a->reported_at != WH_NULL_TIME)
+            continue;
+        a->reported_at = now;
+        st = wh_store_stmt(e->store, WH_STMT_ASSIGNEE_REPORTED);
+        if ((rc = wh_store_bind(e->store, st, "iii", t->rid, (int64_t)i, now)) != 0 ||
+            (rc = wh_store_exec(e->store, st)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* Appends the ticket's next event row, chained to the previous one. data is
  * stolen. *row gets SPEC §4's row (new reference) when row is not NULL. */
 static int append_event(wh_engine_t *e, wh_ticket_t *t, int64_t now, const char *event,
@@ -318,6 +343,8 @@ static int append_event(wh_engine_t *e, wh_ticket_t *t, int64_t now, const char 
     t->last_seq = seq;
     memcpy(t->last_hash, hash, sizeof(hash));
     t->updated_at = now;
+    if ((rc = fold_audit(e, t, now, event, actor, from, to, data)) != 0)
+        goto out;
     if (row != NULL && (*row = wh_event_json_data(seq, now, event, actor, from, to, note, data,
                                                   hash, e->opt.tz)) == NULL)
         rc = WH_ENOMEM;
@@ -703,8 +730,10 @@ static int write_new_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf
     json_t *row = NULL;
     int rc;
 
-    if ((rc = schedule_state(e, wf, t, res->to, now)) != 0 ||
-        (rc = append_event(e, t, now, "raise", op->org, NULL, t->state, NULL, raise_data(op, wf, t),
+    if ((rc = schedule_state(e, wf, t, res->to, now)) != 0)
+        goto out;
+    t->audit = (wh_taudit_t){ .report_due = t->due_at, .first_exit = WH_NULL_TIME };
+    if ((rc = append_event(e, t, now, "raise", op->org, NULL, t->state, NULL, raise_data(op, wf, t),
                            &row)) != 0 ||
         (rc = wh_ticket_insert(e->store, t)) != 0 ||
         (rc = wh_ticket_save_assignees(e->store, t, false)) != 0 ||

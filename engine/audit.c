@@ -1,12 +1,18 @@
 /* Audit scorecards and the per-ticket export (SPEC §6, docs/audit.md).
  *
- * One SQL pass selects the tickets raised in the window; each ticket's
- * events, clocks and active assignees are then read and reduced in C to a
- * small summary (tsum_t), from which both the scorecards and the CSV rows
- * are made. Keeping one summary per ticket means the two exports cannot
- * disagree about what a figure means. */
+ * The engine keeps what the audit needs of a ticket on its rows as events
+ * are appended (wh_audit_fold: the report deadline, the first exit from the
+ * initial state, the last rating, the counts; each assignee's report time).
+ * An audit reads the tickets of the window, their active assignees and
+ * their clocks — three scans in ticket order, merged — and reduces each
+ * ticket to a summary (tsum_t) from which both the scorecards and the CSV
+ * rows are made, so the two exports cannot disagree about a figure. No event
+ * row is read, and memory holds one ticket at a time plus the report and
+ * close times per department (for the medians). */
 #include "engine/audit.h"
 
+#include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,67 +20,41 @@
 #include "engine/calendar.h"
 #include "engine/error.h"
 #include "engine/machine.h"
+#include "engine/ydoc.h"
 
-/* A cap on the tickets one audit reads, so a huge window cannot exhaust
- * memory: past it the audit fails (WH_ENOMEM) rather than answer with a
- * silently truncated count. At most 64 active assignees are read per
- * ticket (the API allows 20). */
-#define AUDIT_MAX_TICKETS 2000000
-#define AUDIT_MAX_DEPTS   64
+/* At most 64 active assignees are read per ticket (the API allows 20). The
+ * times kept per department for its distributions are capped so a huge
+ * window fails (WH_ENOMEM) rather than exhaust memory. */
+#define AUDIT_MAX_DEPTS  64
+#define AUDIT_MAX_VALUES 50000000
+
+/* Windows of at least this many tickets are scanned in AUDIT_PARTS parts
+ * on as many threads (wh_audit_options_t.parallel_min overrides it). */
+#define AUDIT_PARALLEL_MIN 50000
+#define AUDIT_PARTS        2
+
+/* The clocks_running index (schema v2) names the status by its value. */
+_Static_assert(WH_CLOCK_RUNNING == 1, "clocks_running is built on status=1");
 
 typedef struct {
-    char *org;
+    char org[WH_NAME_MAX + 1];
     int64_t report_at; /* WH_NULL_TIME: not reported */
 } tdept_t;
 
+/* One ticket of the window; the strings are borrowed from the scan and
+ * valid until its next step. */
 typedef struct {
-    char *id, *workflow, *state, *priority, *category, *title, *raiser;
+    const char *id, *workflow, *state, *priority, *category, *title, *raiser;
     int64_t rid, version, raised, closed_at;
     const wh_workflow_t *wf; /* NULL when that version is not loaded */
-    int64_t deadline;        /* the report deadline, WH_NULL_TIME: none */
-    int64_t first_exit;      /* left the initial state first, WH_NULL_TIME: never */
+    wh_taudit_t a;           /* a.report_due: the report deadline, or WH_NULL_TIME */
+    int64_t due_at;          /* the current state's deadline, WH_NULL_TIME: none */
     int64_t resolved_at;     /* WH_NULL_TIME: not resolved */
     int64_t close_seconds;
-    bool resolved_on_time, open_breached;
-    int rating; /* last rating, 0 when none */
-    int64_t disputed, reopened, escalations, breaches;
-    tdept_t *depts;
+    bool resolved_on_time, open_breached, overdue_now;
+    tdept_t depts[AUDIT_MAX_DEPTS];
     size_t ndepts;
 } tsum_t;
-
-typedef struct {
-    tsum_t *v;
-    size_t n, cap;
-} tlist_t;
-
-static void tsum_clear(tsum_t *t)
-{
-    free(t->id);
-    free(t->workflow);
-    free(t->state);
-    free(t->priority);
-    free(t->category);
-    free(t->title);
-    free(t->raiser);
-    for (size_t i = 0; i < t->ndepts; i++)
-        free(t->depts[i].org);
-    free(t->depts);
-    memset(t, 0, sizeof(*t));
-}
-
-static void tlist_clear(tlist_t *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        tsum_clear(&l->v[i]);
-    free(l->v);
-    memset(l, 0, sizeof(*l));
-}
-
-static char *dup_col(sqlite3_stmt *st, int col)
-{
-    const char *s = (const char *)sqlite3_column_text(st, col);
-    return s ? strdup(s) : NULL;
-}
 
 static const wh_workflow_t *find_wf(const wh_audit_options_t *o, const char *name, int64_t v)
 {
@@ -103,184 +83,341 @@ static bool in_list(const wh_workflow_t *wf, const wh_index_list_t *l, const cha
     return false;
 }
 
-static const char *initial_name(const tsum_t *t)
+bool wh_audit_fold(const wh_workflow_t *wf, wh_taudit_t *a, int64_t at, const char *event,
+                   const char *from, const char *to, const json_t *data)
 {
-    return t->wf ? t->wf->states[t->wf->initial].name : NULL;
+    const char *init = wf ? wf->states[wf->initial].name : NULL;
+    json_t *rating = data ? json_object_get(data, "rating") : NULL;
+
+    if (json_is_integer(rating))
+        a->rating = json_integer_value(rating);
+    if (strcmp(event, "escalated") == 0)
+        a->escalations++;
+    else if (strcmp(event, "breached") == 0)
+        a->breaches++;
+    if (in_list(wf, wf ? &wf->audit_dispute : NULL, event, "dispute"))
+        a->disputed++;
+    if (in_list(wf, wf ? &wf->audit_reopen : NULL, event, "reopen"))
+        a->reopened++;
+    if (init == NULL || from == NULL || strcmp(from, init) != 0 || strcmp(event, "raise") == 0)
+        return false;
+    if (a->first_exit == WH_NULL_TIME && to != NULL && strcmp(to, init) != 0)
+        a->first_exit = at;
+    return true;
 }
+
+/* ---- rebuilding the summaries from the event log ---- */
 
 /* The report deadline computed as the engine does: raise + the initial
  * state's `within` on the workflow's calendar (wall durations need none). */
-static int64_t computed_deadline(const wh_audit_options_t *o, const tsum_t *t)
+static int64_t computed_deadline(const wh_audit_options_t *o, const wh_workflow_t *wf,
+                                 int64_t raised)
 {
     const wh_state_t *st;
     const wh_calendar_t *cal;
     wh_duration_t d;
 
-    if (t->wf == NULL || !(st = &t->wf->states[t->wf->initial])->has_deadline)
+    if (wf == NULL || !(st = &wf->states[wf->initial])->has_deadline)
         return WH_NULL_TIME;
     d = st->within;
-    if ((cal = find_cal(o, t->wf->calendar)) != NULL)
-        return wh_calendar_add(cal, t->raised, d);
-    return t->raised + d.n * (d.unit == WH_DUR_WORKDAYS    ? 86400
-                              : d.unit == WH_DUR_WORKHOURS ? 3600
-                                                           : 1);
+    if ((cal = find_cal(o, wf->calendar)) != NULL)
+        return wh_calendar_add(cal, raised, d);
+    return raised + d.n * (d.unit == WH_DUR_WORKDAYS    ? 86400
+                           : d.unit == WH_DUR_WORKHOURS ? 3600
+                                                        : 1);
 }
 
-static tdept_t *find_dept(tsum_t *t, const char *org)
+/* The breached row of the first visit of the initial state records the due
+ * time the engine used: it wins over the computed one (a calendar may have
+ * been reloaded since). */
+static void breach_due(const wh_workflow_t *wf, wh_taudit_t *a, int64_t at, const json_t *data)
 {
-    for (size_t i = 0; i < t->ndepts; i++)
-        if (strcmp(t->depts[i].org, org) == 0)
-            return &t->depts[i];
-    return NULL;
+    json_t *state = json_object_get(data, "state"), *due = json_object_get(data, "due_at");
+    int64_t t;
+
+    if (wf == NULL || (a->first_exit != WH_NULL_TIME && at > a->first_exit) ||
+        !json_is_string(state) || strcmp(json_string_value(state), wf->states[wf->initial].name) ||
+        !json_is_string(due) || wh_time_parse(json_string_value(due), &t) != 0)
+        return;
+    a->report_due = t;
 }
 
-static int load_depts(sqlite3 *db, tsum_t *t)
+typedef struct {
+    const wh_audit_options_t *o;
+    sqlite3_stmt *ev, *tk, *rep, *put;
+    int64_t rid;
+    const wh_workflow_t *wf;
+    wh_taudit_t a;
+    bool breach_seen;
+} rebuild_t;
+
+static int rebuild_begin(rebuild_t *r, int64_t rid)
+{
+    wh_store_t *s = r->o->store;
+    int rc = wh_store_bind(s, r->tk, "i", rid);
+    if (rc != 0 || (rc = wh_store_step(s, r->tk)) < 0)
+        return rc;
+    r->rid = rid;
+    r->wf =
+        rc == 1 ? find_wf(r->o, wh_store_col_text(r->tk, 0), sqlite3_column_int64(r->tk, 1)) : NULL;
+    r->a =
+        (wh_taudit_t){ .report_due = computed_deadline(r->o, r->wf, sqlite3_column_int64(r->tk, 2)),
+                       .first_exit = WH_NULL_TIME };
+    r->breach_seen = false;
+    sqlite3_reset(r->tk);
+    return 0;
+}
+
+static int rebuild_end(rebuild_t *r)
+{
+    wh_store_t *s = r->o->store;
+    int rc =
+        wh_store_bind(s, r->put, "ittiiiii", r->rid, r->a.report_due, r->a.first_exit, r->a.rating,
+                      r->a.escalations, r->a.breaches, r->a.disputed, r->a.reopened);
+    return rc == 0 ? wh_store_exec(s, r->put) : rc;
+}
+
+/* One event row of ticket r->rid (ev's current row). */
+static int rebuild_event(rebuild_t *r)
+{
+    sqlite3_stmt *ev = r->ev;
+    const char *event = wh_store_col_text(ev, 2), *text = wh_store_col_text(ev, 6);
+    int64_t at = sqlite3_column_int64(ev, 1);
+    json_t *data = NULL;
+    int rc = 0;
+
+    /* Only rows that can matter are parsed: ratings and breaches. */
+    if (text != NULL && (strstr(text, "\"rating\"") || strcmp(event, "breached") == 0))
+        data = json_loads(text, 0, NULL);
+    if (data != NULL && !r->breach_seen && strcmp(event, "breached") == 0) {
+        int64_t before = r->a.report_due;
+        breach_due(r->wf, &r->a, at, data);
+        r->breach_seen = r->a.report_due != before;
+    }
+    if (wh_audit_fold(r->wf, &r->a, at, event, wh_store_col_text(ev, 4), wh_store_col_text(ev, 5),
+                      data)) {
+        rc = wh_store_bind(r->o->store, r->rep, "isi", r->rid, wh_store_col_text(ev, 3), at);
+        if (rc == 0)
+            rc = wh_store_exec(r->o->store, r->rep);
+    }
+    json_decref(data);
+    return rc;
+}
+
+static const char *const rebuild_sql[] = {
+    "SELECT ticket,at,event,actor,from_state,to_state,data FROM events ORDER BY ticket,seq",
+    "SELECT workflow,version,created_at FROM tickets WHERE rid=?1",
+    "UPDATE assignees SET reported_at=?3 WHERE ticket=?1 AND org=?2 AND reported_at IS NULL",
+    ("UPDATE tickets SET report_due=?2,first_exit=?3,rating=?4,escalations=?5,breaches=?6,"
+     "disputed=?7,reopened=?8 WHERE rid=?1"),
+};
+
+static int rebuild_run(rebuild_t *r)
+{
+    wh_store_t *s = r->o->store;
+    sqlite3_stmt **st[] = { &r->ev, &r->tk, &r->rep, &r->put };
+    int rc = 0, step;
+
+    for (size_t i = 0; rc == 0 && i < 4; i++)
+        rc = wh_store_err(s, sqlite3_prepare_v2(wh_store_db(s), rebuild_sql[i], -1, st[i], NULL));
+    if (rc == 0)
+        rc = wh_store_err(s, sqlite3_exec(wh_store_db(s), "UPDATE assignees SET reported_at=NULL",
+                                          NULL, NULL, NULL));
+    r->rid = -1;
+    while (rc == 0 && (step = wh_store_step(s, r->ev)) == 1) {
+        int64_t rid = sqlite3_column_int64(r->ev, 0);
+        if (rid != r->rid && r->rid >= 0)
+            rc = rebuild_end(r);
+        if (rc == 0 && rid != r->rid)
+            rc = rebuild_begin(r, rid);
+        if (rc == 0)
+            rc = rebuild_event(r);
+    }
+    if (rc == 0 && step < 0)
+        rc = step;
+    if (rc == 0 && r->rid >= 0)
+        rc = rebuild_end(r);
+    for (size_t i = 0; i < 4; i++)
+        sqlite3_finalize(*st[i]);
+    return rc;
+}
+
+int wh_audit_rebuild(const wh_audit_options_t *o)
+{
+    rebuild_t r = { .o = o };
+    int rc = wh_store_begin(o->store);
+
+    if (rc == 0)
+        rc = rebuild_run(&r);
+    if (rc == 0)
+        rc = wh_store_err(o->store, sqlite3_exec(wh_store_db(o->store),
+                                                 "DELETE FROM meta WHERE key='audit_rebuild'", NULL,
+                                                 NULL, NULL));
+    if (rc == 0)
+        rc = wh_store_commit(o->store);
+    if (rc != 0)
+        wh_store_rollback(o->store);
+    return rc;
+}
+
+/* ---- reading the window ---- */
+
+typedef struct {
+    const wh_audit_options_t *o;
+    sqlite3_stmt *t, *a, *c;
+    bool started, a_row, c_row; /* a_row/c_row: the cursor is on a row not yet consumed */
+    bool csv;                   /* the text columns are read too */
+} scan_t;
+
+/* The window's tickets are read in rid order straight from the table: the
+ * rid range comes from the created_at index (raise order is time order, so
+ * the range is the window), and the row filter keeps any ticket of the range
+ * raised outside it (an injected or stepped clock) out. */
+enum { SCAN_CARDS, SCAN_CSV, SCAN_ASSIGNEES, SCAN_CLOCKS, SCAN_RANGE };
+
+static const char *const scan_sql[] = {
+    /* Scorecards read the narrow covering index only (schema v2), every
+     * ticket of the rid range: those raised outside the window still count
+     * in overdue_now. */
+    "SELECT rid,NULL,workflow,version,state,NULL,NULL,NULL,NULL,created_at,closed_at,"
+    "report_due,first_exit,rating,escalations,breaches,disputed,reopened,due_at FROM tickets "
+    "INDEXED BY tickets_audit WHERE rid BETWEEN ?3 AND ?4 ORDER BY rid",
+    "SELECT rid,id,workflow,version,state,priority,category,title,raiser,created_at,closed_at,"
+    "report_due,first_exit,rating,escalations,breaches,disputed,reopened,due_at FROM tickets "
+    "WHERE rid BETWEEN ?3 AND ?4 AND +created_at>=?1 AND +created_at<?2 ORDER BY rid",
+    "SELECT ticket,org,reported_at FROM assignees WHERE ticket>=?1 AND active=1 "
+    "ORDER BY ticket,idx",
+    "SELECT ticket,status,started_at,elapsed,paused_since,due_at,breached FROM clocks "
+    "WHERE ticket>=?1 ORDER BY ticket",
+    "SELECT min(rid),max(rid) FROM tickets WHERE created_at>=?1 AND created_at<?2",
+};
+
+static void scan_close(scan_t *s)
+{
+    sqlite3_finalize(s->t);
+    sqlite3_finalize(s->a);
+    sqlite3_finalize(s->c);
+}
+
+/* The rid range holding the window's tickets; lo > hi when it holds none. */
+static int window_range(wh_store_t *store, int64_t from, int64_t to, int64_t *lo, int64_t *hi)
 {
     sqlite3_stmt *st = NULL;
-    int rc = WH_ESTORAGE;
+    int rc = wh_store_err(
+        store, sqlite3_prepare_v2(wh_store_db(store), scan_sql[SCAN_RANGE], -1, &st, NULL));
+    int step;
 
-    if (sqlite3_prepare_v2(db,
-                           "SELECT org FROM assignees WHERE ticket=?1 AND active=1 ORDER BY idx "
-                           "LIMIT 64",
-                           -1, &st, NULL) != SQLITE_OK)
-        goto out;
-    sqlite3_bind_int64(st, 1, t->rid);
-    t->depts = calloc(AUDIT_MAX_DEPTS, sizeof(*t->depts));
-    if (t->depts == NULL) {
-        rc = WH_ENOMEM;
-        goto out;
+    *lo = 1;
+    *hi = 0;
+    sqlite3_bind_int64(st, 1, from);
+    sqlite3_bind_int64(st, 2, to);
+    step = rc == 0 ? sqlite3_step(st) : SQLITE_DONE;
+    if (step == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        *lo = sqlite3_column_int64(st, 0);
+        *hi = sqlite3_column_int64(st, 1);
+    } else if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        rc = wh_store_err(store, step);
     }
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        tdept_t *d = &t->depts[t->ndepts];
-        if ((d->org = dup_col(st, 0)) == NULL) {
-            rc = WH_ENOMEM;
-            goto out;
-        }
-        d->report_at = WH_NULL_TIME;
-        t->ndepts++;
-    }
-    rc = 0;
-out:
     sqlite3_finalize(st);
     return rc;
 }
 
-/* One event row folded into the summary. */
-static void fold_event(tsum_t *t, int64_t at, const char *event, const char *actor,
-                       const char *from, const char *to, const char *data_json)
+/* The window's tickets with rids in [lo, hi]; csv: their text columns too
+ * (from the table rows). */
+static int scan_open(scan_t *s, const wh_audit_options_t *o, int64_t from, int64_t to, int64_t lo,
+                     int64_t hi, bool csv)
 {
-    const char *init = initial_name(t);
-    json_t *data = NULL, *v;
-    tdept_t *d;
-
-    if (data_json != NULL && strstr(data_json, "\"rating\"") != NULL)
-        data = json_loads(data_json, 0, NULL);
-    if (data != NULL && json_is_integer(v = json_object_get(data, "rating")))
-        t->rating = (int)json_integer_value(v);
-    json_decref(data);
-    if (strcmp(event, "escalated") == 0)
-        t->escalations++;
-    else if (strcmp(event, "breached") == 0)
-        t->breaches++;
-    if (in_list(t->wf, t->wf ? &t->wf->audit_dispute : NULL, event, "dispute"))
-        t->disputed++;
-    if (in_list(t->wf, t->wf ? &t->wf->audit_reopen : NULL, event, "reopen"))
-        t->reopened++;
-    if (init == NULL || from == NULL || strcmp(from, init) != 0 || strcmp(event, "raise") == 0)
-        return;
-    if ((d = find_dept(t, actor)) != NULL && d->report_at == WH_NULL_TIME)
-        d->report_at = at;
-    if (t->first_exit == WH_NULL_TIME && to != NULL && strcmp(to, init) != 0)
-        t->first_exit = at;
-}
-
-/* The breached row of the first visit of the initial state records its due
- * time: it wins over the computed one (a calendar may have been reloaded). */
-static void fold_breach(tsum_t *t, int64_t at, const char *data_json)
-{
-    json_t *data, *v;
-    int64_t due;
-
-    if (t->first_exit != WH_NULL_TIME && at > t->first_exit)
-        return;
-    if ((data = json_loads(data_json, 0, NULL)) == NULL)
-        return;
-    v = json_object_get(data, "state");
-    if (initial_name(t) != NULL && json_is_string(v) &&
-        strcmp(json_string_value(v), initial_name(t)) == 0 &&
-        json_is_string(json_object_get(data, "due_at")) &&
-        wh_time_parse(json_string_value(json_object_get(data, "due_at")), &due) == 0)
-        t->deadline = due;
-    json_decref(data);
-}
-
-static int load_events(sqlite3 *db, tsum_t *t)
-{
-    sqlite3_stmt *st = NULL;
-    bool have_breach = false;
-    int rc = WH_ESTORAGE, step;
-
-    if (sqlite3_prepare_v2(db,
-                           "SELECT at,event,actor,from_state,to_state,data FROM events "
-                           "WHERE ticket=?1 ORDER BY seq",
-                           -1, &st, NULL) != SQLITE_OK)
-        goto out;
-    sqlite3_bind_int64(st, 1, t->rid);
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *event = (const char *)sqlite3_column_text(st, 1);
-        const char *data = (const char *)sqlite3_column_text(st, 5);
-        int64_t at = sqlite3_column_int64(st, 0);
-        if (!have_breach && strcmp(event, "breached") == 0 && data != NULL) {
-            int64_t before = t->deadline;
-            fold_breach(t, at, data);
-            have_breach = t->deadline != before;
-        }
-        fold_event(t, at, event, (const char *)sqlite3_column_text(st, 2),
-                   (const char *)sqlite3_column_text(st, 3),
-                   (const char *)sqlite3_column_text(st, 4), data);
+    sqlite3 *db = wh_store_db(o->store);
+    *s = (scan_t){ .o = o, .csv = csv };
+    if (sqlite3_prepare_v2(db, scan_sql[csv ? SCAN_CSV : SCAN_CARDS], -1, &s->t, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v2(db, scan_sql[SCAN_ASSIGNEES], -1, &s->a, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, scan_sql[SCAN_CLOCKS], -1, &s->c, NULL) != SQLITE_OK) {
+        scan_close(s);
+        return wh_store_err(o->store, sqlite3_errcode(db));
     }
-    rc = step == SQLITE_DONE ? 0 : WH_ESTORAGE;
-out:
-    sqlite3_finalize(st);
+    sqlite3_bind_int64(s->t, 1, from);
+    sqlite3_bind_int64(s->t, 2, to);
+    sqlite3_bind_int64(s->t, 3, lo);
+    sqlite3_bind_int64(s->t, 4, hi);
+    return 0;
+}
+
+/* Steps cursor st; *row tells whether it is on a row. */
+static int advance(sqlite3_stmt *st, bool *row)
+{
+    int rc = sqlite3_step(st);
+    *row = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : WH_ESTORAGE;
+}
+
+/* Skips the rows of tickets before rid (outside the window). */
+static int skip_to(sqlite3_stmt *st, bool *row, int64_t rid)
+{
+    int rc = 0;
+    while (rc == 0 && *row && sqlite3_column_int64(st, 0) < rid)
+        rc = advance(st, row);
+    return rc;
+}
+
+static int read_depts(scan_t *s, tsum_t *t)
+{
+    int rc = skip_to(s->a, &s->a_row, t->rid);
+    t->ndepts = 0;
+    while (rc == 0 && s->a_row && sqlite3_column_int64(s->a, 0) == t->rid) {
+        if (t->ndepts < AUDIT_MAX_DEPTS) {
+            tdept_t *d = &t->depts[t->ndepts++];
+            const char *org = wh_store_col_text(s->a, 1);
+            size_t n = org ? strnlen(org, WH_NAME_MAX) : 0;
+            memcpy(d->org, org ? org : "", n);
+            d->org[n] = '\0';
+            d->report_at = wh_store_col_time(s->a, 2);
+        }
+        rc = advance(s->a, &s->a_row);
+    }
     return rc;
 }
 
 /* Resolution from the clocks: resolved when every clock of the workflow is
  * stopped; the moment is the last stop; the close time is wall time from
  * the raise to it minus the paused (and stopped-between-runs) time of the
- * clock that stopped last, i.e. its start offset plus its elapsed. */
-static int load_clocks(sqlite3 *db, const wh_audit_options_t *o, tsum_t *t)
+ * clock that stopped last, i.e. its start offset plus its elapsed. Without
+ * clocks, reaching a final state resolves. */
+static bool is_final(const tsum_t *t)
 {
-    sqlite3_stmt *st = NULL;
+    int si = t->wf ? wh_workflow_state(t->wf, t->state) : -1;
+    return si >= 0 && t->wf->states[si].final;
+}
+
+static int read_clocks(scan_t *s, tsum_t *t)
+{
+    sqlite3_stmt *c = s->c;
     size_t nclocks = 0, nstopped = 0;
     bool breached = false, overdue = false;
     int64_t last_stop = WH_NULL_TIME, last_close = 0;
-    int rc = WH_ESTORAGE, step;
+    int rc = skip_to(c, &s->c_row, t->rid);
 
-    if (sqlite3_prepare_v2(db,
-                           "SELECT status,started_at,elapsed,paused_since,due_at,breached "
-                           "FROM clocks WHERE ticket=?1",
-                           -1, &st, NULL) != SQLITE_OK)
-        goto out;
-    sqlite3_bind_int64(st, 1, t->rid);
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        int status = sqlite3_column_int(st, 0);
-        int64_t stop = sqlite3_column_int64(st, 3);
+    for (; rc == 0 && s->c_row && sqlite3_column_int64(c, 0) == t->rid;
+         rc = advance(c, &s->c_row)) {
+        int status = sqlite3_column_int(c, 1);
+        int64_t stop = sqlite3_column_int64(c, 4);
         nclocks++;
-        breached |= sqlite3_column_int(st, 5) != 0;
-        overdue |= status == WH_CLOCK_RUNNING && sqlite3_column_type(st, 4) != SQLITE_NULL &&
-                   sqlite3_column_int64(st, 4) <= o->now;
-        if (status != WH_CLOCK_STOPPED || sqlite3_column_type(st, 3) == SQLITE_NULL)
+        breached |= sqlite3_column_int(c, 6) != 0;
+        overdue |= status == WH_CLOCK_RUNNING && sqlite3_column_type(c, 5) != SQLITE_NULL &&
+                   sqlite3_column_int64(c, 5) <= s->o->now;
+        if (status != WH_CLOCK_STOPPED || sqlite3_column_type(c, 4) == SQLITE_NULL)
             continue;
         nstopped++;
         if (last_stop == WH_NULL_TIME || stop > last_stop) {
             last_stop = stop;
-            last_close = sqlite3_column_int64(st, 1) - t->raised + sqlite3_column_int64(st, 2);
+            last_close = sqlite3_column_int64(c, 2) - t->raised + sqlite3_column_int64(c, 3);
         }
     }
-    if (step != SQLITE_DONE)
-        goto out;
-    rc = 0;
+    t->resolved_at = WH_NULL_TIME;
+    t->close_seconds = 0;
+    t->resolved_on_time = t->open_breached = false;
+    t->overdue_now =
+        (overdue || (t->due_at != WH_NULL_TIME && t->due_at <= s->o->now)) && !is_final(t);
     if (t->wf != NULL && nclocks < t->wf->nclocks)
         nclocks = t->wf->nclocks; /* a clock not started yet is not stopped */
     if (nclocks > 0 && nstopped == nclocks) {
@@ -290,89 +427,64 @@ static int load_clocks(sqlite3 *db, const wh_audit_options_t *o, tsum_t *t)
     } else if (nclocks > 0) {
         t->open_breached = breached || overdue;
     } else if (t->wf != NULL) {
-        bool final = wh_workflow_state(t->wf, t->state) >= 0 &&
-                     t->wf->states[wh_workflow_state(t->wf, t->state)].final;
+        bool final = is_final(t);
         t->resolved_at = final ? t->closed_at : WH_NULL_TIME;
         t->close_seconds = final ? t->closed_at - t->raised : 0;
-        t->resolved_on_time = final && t->breaches == 0;
-        t->open_breached = !final && t->breaches > 0;
+        t->resolved_on_time = final && t->a.breaches == 0;
+        t->open_breached = !final && t->a.breaches > 0;
     }
-out:
-    sqlite3_finalize(st);
     return rc;
 }
 
-static int summarize(sqlite3 *db, const wh_audit_options_t *o, tsum_t *t)
+static void read_ticket(scan_t *s, tsum_t *t)
 {
-    int rc;
-    t->wf = find_wf(o, t->workflow, t->version);
-    t->deadline = computed_deadline(o, t);
-    t->first_exit = WH_NULL_TIME;
-    t->resolved_at = WH_NULL_TIME;
-    if ((rc = load_depts(db, t)) == 0 && (rc = load_events(db, t)) == 0)
-        rc = load_clocks(db, o, t);
-    return rc;
-}
-
-static int grow(tlist_t *l)
-{
-    tsum_t *v;
-    size_t cap = l->cap ? l->cap * 2 : 64;
-    if (l->n < l->cap)
-        return 0;
-    if (cap > AUDIT_MAX_TICKETS || (v = realloc(l->v, cap * sizeof(*v))) == NULL)
-        return WH_ENOMEM;
-    l->v = v;
-    l->cap = cap;
-    return 0;
-}
-
-static int read_row(sqlite3_stmt *st, tsum_t *t)
-{
+    sqlite3_stmt *st = s->t;
     t->rid = sqlite3_column_int64(st, 0);
-    t->id = dup_col(st, 1);
-    t->workflow = dup_col(st, 2);
+    t->workflow = wh_store_col_text(st, 2);
     t->version = sqlite3_column_int64(st, 3);
-    t->state = dup_col(st, 4);
-    t->priority = dup_col(st, 5);
-    t->category = dup_col(st, 6);
-    t->title = dup_col(st, 7);
-    t->raiser = dup_col(st, 8);
+    t->state = wh_store_col_text(st, 4);
+    if (s->csv) { /* the scorecards' query has NULLs there */
+        t->id = wh_store_col_text(st, 1);
+        t->priority = wh_store_col_text(st, 5);
+        t->category = wh_store_col_text(st, 6);
+        t->title = wh_store_col_text(st, 7);
+        t->raiser = wh_store_col_text(st, 8);
+    }
     t->raised = sqlite3_column_int64(st, 9);
-    t->closed_at =
-        sqlite3_column_type(st, 10) == SQLITE_NULL ? WH_NULL_TIME : sqlite3_column_int64(st, 10);
-    return t->id && t->workflow && t->state && t->priority && t->category && t->title && t->raiser
-               ? 0
-               : WH_ENOMEM;
+    t->closed_at = wh_store_col_time(st, 10);
+    t->a = (wh_taudit_t){ .report_due = wh_store_col_time(st, 11),
+                          .first_exit = wh_store_col_time(st, 12),
+                          .rating = sqlite3_column_int64(st, 13),
+                          .escalations = sqlite3_column_int64(st, 14),
+                          .breaches = sqlite3_column_int64(st, 15),
+                          .disputed = sqlite3_column_int64(st, 16),
+                          .reopened = sqlite3_column_int64(st, 17) };
+    t->due_at = wh_store_col_time(st, 18);
+    /* Tickets come in raise order, mostly on one workflow version. */
+    if (t->wf == NULL || strcmp(t->wf->name, t->workflow) != 0 || t->wf->version != t->version)
+        t->wf = find_wf(s->o, t->workflow, t->version);
 }
 
-static int load_window(const wh_audit_options_t *o, int64_t from, int64_t to, tlist_t *l)
+/* The next ticket of the window: 1, 0 at the end, or WH_ESTORAGE. */
+static int scan_next(scan_t *s, tsum_t *t)
 {
-    sqlite3 *db = wh_store_db(o->store);
-    sqlite3_stmt *st = NULL;
-    int rc = WH_ESTORAGE, step;
+    int rc = sqlite3_step(s->t);
 
-    if (sqlite3_prepare_v2(db,
-                           "SELECT rid,id,workflow,version,state,priority,category,title,raiser,"
-                           "created_at,closed_at FROM tickets WHERE created_at>=?1 AND "
-                           "created_at<?2 ORDER BY created_at,id",
-                           -1, &st, NULL) != SQLITE_OK)
-        goto out;
-    sqlite3_bind_int64(st, 1, from);
-    sqlite3_bind_int64(st, 2, to);
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = grow(l)) != 0)
-            goto out;
-        memset(&l->v[l->n], 0, sizeof(l->v[0]));
-        l->n++;
-        if ((rc = read_row(st, &l->v[l->n - 1])) != 0 ||
-            (rc = summarize(db, o, &l->v[l->n - 1])) != 0)
-            goto out;
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (rc != SQLITE_ROW)
+        return WH_ESTORAGE;
+    read_ticket(s, t);
+    if (!s->started) {
+        s->started = true;
+        sqlite3_bind_int64(s->a, 1, t->rid);
+        sqlite3_bind_int64(s->c, 1, t->rid);
+        if ((rc = advance(s->a, &s->a_row)) != 0 || (rc = advance(s->c, &s->c_row)) != 0)
+            return rc;
     }
-    rc = step == SQLITE_DONE ? 0 : WH_ESTORAGE;
-out:
-    sqlite3_finalize(st);
-    return rc;
+    if ((rc = read_depts(s, t)) != 0 || (rc = read_clocks(s, t)) != 0)
+        return rc;
+    return 1;
 }
 
 /* ---- scorecards ---- */
@@ -383,7 +495,8 @@ typedef struct {
 } ivec_t;
 
 typedef struct {
-    const char *org, *name;
+    char org[WH_NAME_MAX + 1];
+    const char *name; /* from the directory; NULL: shown as the org id */
     int64_t assigned, reported, reported_on_time, report_late_missing;
     int64_t resolved, resolved_on_time, open_breached, rated, satisfied;
     int64_t disputed, reopened, escalations, overdue_now;
@@ -399,7 +512,7 @@ static int ivec_push(ivec_t *iv, int64_t x)
 {
     if (iv->n == iv->cap) {
         size_t cap = iv->cap ? iv->cap * 2 : 16;
-        int64_t *v = cap <= AUDIT_MAX_TICKETS ? realloc(iv->v, cap * sizeof(*v)) : NULL;
+        int64_t *v = cap <= AUDIT_MAX_VALUES ? realloc(iv->v, cap * sizeof(*v)) : NULL;
         if (v == NULL)
             return WH_ENOMEM;
         iv->v = v;
@@ -424,9 +537,9 @@ static card_t *card_for(cards_t *c, const wh_audit_options_t *o, const char *org
         c->cap = cap;
     }
     memset(&c->v[c->n], 0, sizeof(c->v[0]));
-    c->v[c->n].org = org;
+    snprintf(c->v[c->n].org, sizeof(c->v[c->n].org), "%s", org);
     idx = o->dir ? wh_orgdir_find(o->dir, org) : -1;
-    c->v[c->n].name = idx >= 0 ? o->dir->orgs[idx].name : org;
+    c->v[c->n].name = idx >= 0 ? o->dir->orgs[idx].name : NULL;
     return &c->v[c->n++];
 }
 
@@ -444,11 +557,11 @@ static int add_ticket(card_t *c, const tsum_t *t, const tdept_t *d, int64_t now)
     c->assigned++;
     if (d->report_at != WH_NULL_TIME) {
         c->reported++;
-        c->reported_on_time += t->deadline == WH_NULL_TIME || d->report_at < t->deadline;
+        c->reported_on_time += t->a.report_due == WH_NULL_TIME || d->report_at < t->a.report_due;
         if (ivec_push(&c->report, d->report_at - t->raised) != 0)
             return WH_ENOMEM;
-    } else if (t->deadline != WH_NULL_TIME && t->deadline <= now &&
-               (t->first_exit == WH_NULL_TIME || t->first_exit >= t->deadline)) {
+    } else if (t->a.report_due != WH_NULL_TIME && t->a.report_due <= now &&
+               (t->a.first_exit == WH_NULL_TIME || t->a.first_exit >= t->a.report_due)) {
         c->report_late_missing++;
     }
     if (t->resolved_at != WH_NULL_TIME) {
@@ -459,29 +572,58 @@ static int add_ticket(card_t *c, const tsum_t *t, const tdept_t *d, int64_t now)
     } else {
         c->open_breached += t->open_breached;
     }
-    c->rated += t->rating > 0;
-    c->satisfied += t->rating >= 4;
-    c->disputed += t->disputed;
-    c->reopened += t->reopened;
-    c->escalations += t->escalations;
+    c->rated += t->a.rating > 0;
+    c->satisfied += t->a.rating >= 4;
+    c->disputed += t->a.disputed;
+    c->reopened += t->a.reopened;
+    c->escalations += t->a.escalations;
     return 0;
 }
 
-static int cmp_i64(const void *a, const void *b)
+/* Moves the k-th smallest of v[0..n) to v[k], smaller ones before it and
+ * larger ones after (quickselect, middle pivot): distributions need three
+ * ranks, not a sort, and a million values sort in a tenth of a second. */
+static void select_kth(int64_t *v, size_t n, size_t k)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
+    ptrdiff_t lo = 0, hi = (ptrdiff_t)n - 1, want = (ptrdiff_t)k;
+    while (lo < hi) {
+        int64_t pivot = v[lo + (hi - lo) / 2], x;
+        ptrdiff_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot)
+                i++;
+            while (v[j] > pivot)
+                j--;
+            if (i <= j) {
+                x = v[i], v[i] = v[j], v[j] = x;
+                i++;
+                j--;
+            }
+        }
+        if (want <= j)
+            hi = j;
+        else if (want >= i)
+            lo = i;
+        else
+            return;
+    }
 }
 
 /* Nearest rank: the value at rank ceil(p/100 * n) of the sorted list. */
 static json_t *dist_json(ivec_t *iv)
 {
+    size_t p50 = (50 * iv->n + 99) / 100 - 1, p90 = (90 * iv->n + 99) / 100 - 1;
+    int64_t max;
+
     if (iv->n == 0)
         return json_pack("{s:n,s:n,s:n}", "median", "p90", "max");
-    qsort(iv->v, iv->n, sizeof(iv->v[0]), cmp_i64);
-    return json_pack("{s:I,s:I,s:I}", "median", (json_int_t)iv->v[(50 * iv->n + 99) / 100 - 1],
-                     "p90", (json_int_t)iv->v[(90 * iv->n + 99) / 100 - 1], "max",
-                     (json_int_t)iv->v[iv->n - 1]);
+    max = iv->v[0];
+    for (size_t i = 1; i < iv->n; i++)
+        max = iv->v[i] > max ? iv->v[i] : max;
+    select_kth(iv->v, iv->n, p90);
+    select_kth(iv->v, p90 + 1, p50); /* everything before p90 is no larger */
+    return json_pack("{s:I,s:I,s:I}", "median", (json_int_t)iv->v[p50], "p90",
+                     (json_int_t)iv->v[p90], "max", (json_int_t)max);
 }
 
 static json_t *rate_json(int64_t num, int64_t den)
@@ -493,42 +635,50 @@ static json_t *card_json(card_t *c)
 {
     return json_pack(
         "{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:o,s:o}", "org", c->org, "name",
-        c->name, "assigned", (json_int_t)c->assigned, "reported", (json_int_t)c->reported,
-        "reported_on_time", (json_int_t)c->reported_on_time, "resolved", (json_int_t)c->resolved,
-        "resolved_on_time", (json_int_t)c->resolved_on_time, "response_rate",
-        rate_json(c->reported_on_time, c->reported + c->report_late_missing), "resolve_rate",
-        rate_json(c->resolved_on_time, c->resolved + c->open_breached), "satisfaction_rate",
-        rate_json(c->satisfied, c->rated), "disputed", (json_int_t)c->disputed, "reopened",
-        (json_int_t)c->reopened, "escalations", (json_int_t)c->escalations, "overdue_now",
-        (json_int_t)c->overdue_now, "report_seconds", dist_json(&c->report), "close_seconds",
-        dist_json(&c->close));
+        c->name ? c->name : c->org, "assigned", (json_int_t)c->assigned, "reported",
+        (json_int_t)c->reported, "reported_on_time", (json_int_t)c->reported_on_time, "resolved",
+        (json_int_t)c->resolved, "resolved_on_time", (json_int_t)c->resolved_on_time,
+        "response_rate", rate_json(c->reported_on_time, c->reported + c->report_late_missing),
+        "resolve_rate", rate_json(c->resolved_on_time, c->resolved + c->open_breached),
+        "satisfaction_rate", rate_json(c->satisfied, c->rated), "disputed", (json_int_t)c->disputed,
+        "reopened", (json_int_t)c->reopened, "escalations", (json_int_t)c->escalations,
+        "overdue_now", (json_int_t)c->overdue_now, "report_seconds", dist_json(&c->report),
+        "close_seconds", dist_json(&c->close));
 }
 
 /* overdue_now ignores the window: active tickets not in a final state whose
- * state deadline or a running clock's due time has passed. */
-static int count_overdue(const wh_audit_options_t *o, cards_t *cards)
+ * state deadline or a running clock's due time has passed. The scan counts
+ * those with rids in [lo, hi]; this query the others (found through the
+ * partial indexes on due times, without a scan). Both count into cards of
+ * their own (only overdue_now set), added to the scorecards' cards last. */
+static int count_overdue(const wh_audit_options_t *o, int64_t lo, int64_t hi, cards_t *cards)
 {
     sqlite3_stmt *st = NULL;
     int rc = WH_ESTORAGE, step;
 
     if (sqlite3_prepare_v2(
             wh_store_db(o->store),
-            "SELECT a.org,t.workflow,t.version,t.state FROM tickets t JOIN assignees a ON "
-            "a.ticket=t.rid AND a.active=1 WHERE t.due_at<=?1 OR EXISTS(SELECT 1 FROM clocks c "
-            "WHERE c.ticket=t.rid AND c.status=?2 AND c.due_at<=?1)",
+            "SELECT a.org,t.workflow,t.version,t.state FROM tickets t INDEXED BY tickets_audit "
+            "JOIN assignees a ON a.ticket=t.rid AND a.active=1 WHERE t.rid IN (SELECT rid FROM "
+            "tickets WHERE due_at<=?1 AND (rid<?2 OR rid>?3) UNION SELECT ticket FROM clocks "
+            "WHERE status=1 AND due_at<=?1 AND (ticket<?2 OR ticket>?3))",
             -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_int64(st, 1, o->now);
-    sqlite3_bind_int(st, 2, WH_CLOCK_RUNNING);
+    sqlite3_bind_int64(st, 2, lo);
+    sqlite3_bind_int64(st, 3, hi);
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         const wh_workflow_t *wf =
             find_wf(o, (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2));
         int si = wf ? wh_workflow_state(wf, (const char *)sqlite3_column_text(st, 3)) : -1;
+        card_t *c;
         if (si >= 0 && wf->states[si].final)
             continue;
-        for (size_t i = 0; i < cards->n; i++)
-            if (strcmp(cards->v[i].org, (const char *)sqlite3_column_text(st, 0)) == 0)
-                cards->v[i].overdue_now++;
+        if ((c = card_for(cards, o, (const char *)sqlite3_column_text(st, 0))) == NULL) {
+            rc = WH_ENOMEM;
+            goto out;
+        }
+        c->overdue_now++;
     }
     rc = step == SQLITE_DONE ? 0 : WH_ESTORAGE;
 out:
@@ -536,21 +686,150 @@ out:
     return rc;
 }
 
+/* Adds the tickets with rids in [lo, hi] to cards when raised in the
+ * window, and to overdue when overdue now. */
+static int scan_cards(const wh_audit_options_t *o, int64_t from, int64_t to, int64_t lo, int64_t hi,
+                      cards_t *cards, cards_t *overdue)
+{
+    tsum_t *t = calloc(1, sizeof(*t));
+    scan_t scan;
+    int rc = t ? scan_open(&scan, o, from, to, lo, hi, false) : WH_ENOMEM;
+    bool opened = rc == 0;
+
+    while (rc == 0 && (rc = scan_next(&scan, t)) == 1) {
+        bool in_window = t->raised >= from && t->raised < to;
+        rc = 0;
+        for (size_t j = 0; rc == 0 && j < t->ndepts; j++) {
+            card_t *c = in_window ? card_for(cards, o, t->depts[j].org) : NULL;
+            card_t *d = t->overdue_now ? card_for(overdue, o, t->depts[j].org) : NULL;
+            if ((in_window && c == NULL) || (t->overdue_now && d == NULL))
+                rc = WH_ENOMEM;
+            else if (in_window)
+                rc = add_ticket(c, t, &t->depts[j], o->now);
+            if (d != NULL)
+                d->overdue_now++;
+        }
+    }
+    if (opened)
+        scan_close(&scan);
+    free(t);
+    return rc;
+}
+
+static int ivec_append(ivec_t *into, const ivec_t *from)
+{
+    for (size_t i = 0; i < from->n; i++)
+        if (ivec_push(into, from->v[i]) != 0)
+            return WH_ENOMEM;
+    return 0;
+}
+
+/* Adds every card of `from` into the card of the same org in `into`. */
+static int merge_cards(const wh_audit_options_t *o, cards_t *into, const cards_t *from)
+{
+    for (size_t i = 0; i < from->n; i++) {
+        const card_t *f = &from->v[i];
+        card_t *c = card_for(into, o, f->org);
+        if (c == NULL || ivec_append(&c->report, &f->report) != 0 ||
+            ivec_append(&c->close, &f->close) != 0)
+            return WH_ENOMEM;
+        c->assigned += f->assigned, c->reported += f->reported;
+        c->reported_on_time += f->reported_on_time;
+        c->report_late_missing += f->report_late_missing;
+        c->resolved += f->resolved, c->resolved_on_time += f->resolved_on_time;
+        c->open_breached += f->open_breached, c->rated += f->rated;
+        c->satisfied += f->satisfied, c->disputed += f->disputed, c->reopened += f->reopened;
+        c->escalations += f->escalations, c->overdue_now += f->overdue_now;
+    }
+    return 0;
+}
+
+/* One part of a large window, scanned on a thread of its own with a
+ * connection of its own (a read-only one, like the caller's). */
+typedef struct {
+    wh_audit_options_t o;
+    int64_t from, to, lo, hi;
+    cards_t cards, overdue;
+    int rc;
+    pthread_t thread;
+    bool started;
+} part_t;
+
+static void *run_part(void *arg)
+{
+    part_t *p = arg;
+    char err[256];
+    p->rc = wh_store_open(sqlite3_db_filename(wh_store_db(p->o.store), "main"), false, true,
+                          &p->o.store, err, sizeof(err));
+    if (p->rc == 0) {
+        p->rc = scan_cards(&p->o, p->from, p->to, p->lo, p->hi, &p->cards, &p->overdue);
+        wh_store_close(p->o.store);
+    }
+    return NULL;
+}
+
+/* Splits [lo, hi] between AUDIT_PARTS threads while this one counts what is
+ * overdue: the scan is CPU-bound on SQLite's record decoding, and a
+ * million tickets take a core for about a second. Each part reads its own
+ * snapshot, taken at its start; a change committed in between may show in
+ * one part and not another, as it would between two requests. */
+static int scan_parallel(const wh_audit_options_t *o, int64_t from, int64_t to, int64_t lo,
+                         int64_t hi, cards_t *cards, cards_t *overdue)
+{
+    part_t parts[AUDIT_PARTS] = { 0 };
+    int64_t step = (hi - lo + AUDIT_PARTS) / AUDIT_PARTS;
+    int rc = 0;
+
+    for (int i = 0; i < AUDIT_PARTS; i++) {
+        parts[i] = (part_t){ .o = *o,
+                             .from = from,
+                             .to = to,
+                             .lo = lo + i * step,
+                             .hi = i + 1 == AUDIT_PARTS ? hi : lo + (i + 1) * step - 1 };
+        parts[i].started = pthread_create(&parts[i].thread, NULL, run_part, &parts[i]) == 0;
+        if (!parts[i].started)
+            run_part(&parts[i]);
+    }
+    rc = count_overdue(o, lo, hi, overdue);
+    for (int i = 0; i < AUDIT_PARTS; i++) {
+        if (parts[i].started)
+            pthread_join(parts[i].thread, NULL);
+        if (rc == 0)
+            rc = parts[i].rc;
+        if (rc == 0)
+            rc = merge_cards(o, cards, &parts[i].cards);
+        if (rc == 0)
+            rc = merge_cards(o, overdue, &parts[i].overdue);
+        cards_clear(&parts[i].cards);
+        cards_clear(&parts[i].overdue);
+    }
+    return rc;
+}
+
 /* Every department of the directory gets a card (zeros included), then any
  * other org that is an active assignee on a ticket of the window. */
-static int build_cards(const wh_audit_options_t *o, const tlist_t *l, cards_t *cards)
+static int build_cards(const wh_audit_options_t *o, int64_t from, int64_t to, cards_t *cards)
 {
-    for (size_t i = 0; o->dir && i < o->dir->n; i++)
+    cards_t overdue = { 0 };
+    size_t min = o->parallel_min ? o->parallel_min : AUDIT_PARALLEL_MIN;
+    int64_t lo, hi;
+    int rc = window_range(o->store, from, to, &lo, &hi);
+
+    for (size_t i = 0; rc == 0 && o->dir && i < o->dir->n; i++)
         if (o->dir->orgs[i].kind == WH_KIND_DEPARTMENT &&
             card_for(cards, o, o->dir->orgs[i].id) == NULL)
-            return WH_ENOMEM;
-    for (size_t i = 0; i < l->n; i++)
-        for (size_t j = 0; j < l->v[i].ndepts; j++) {
-            card_t *c = card_for(cards, o, l->v[i].depts[j].org);
-            if (c == NULL || add_ticket(c, &l->v[i], &l->v[i].depts[j], o->now) != 0)
-                return WH_ENOMEM;
-        }
-    return count_overdue(o, cards);
+            rc = WH_ENOMEM;
+    if (rc == 0 && hi >= lo && (uint64_t)(hi - lo) + 1 >= min)
+        rc = scan_parallel(o, from, to, lo, hi, cards, &overdue);
+    else if (rc == 0 && (rc = scan_cards(o, from, to, lo, hi, cards, &overdue)) == 0)
+        rc = count_overdue(o, lo, hi, &overdue);
+    /* Overdue tickets outside the window get no card of their own. */
+    for (size_t i = 0; rc == 0 && i < overdue.n; i++)
+        for (size_t j = 0; j < cards->n; j++)
+            if (strcmp(cards->v[j].org, overdue.v[i].org) == 0)
+                cards->v[j].overdue_now += overdue.v[i].overdue_now;
+    cards_clear(&overdue);
+    return rc;
 }
 
 static json_t *time_json(int64_t t, const wh_tz_t *tz)
@@ -564,7 +843,6 @@ static json_t *time_json(int64_t t, const wh_tz_t *tz)
 
 int wh_audit_departments(const wh_audit_options_t *o, int64_t from, int64_t to, json_t **out)
 {
-    tlist_t l = { 0 };
     cards_t cards = { 0 };
     json_t *arr = json_array(), *res = NULL;
     int rc;
@@ -572,7 +850,7 @@ int wh_audit_departments(const wh_audit_options_t *o, int64_t from, int64_t to, 
     *out = NULL;
     if (arr == NULL)
         return WH_ENOMEM;
-    if ((rc = load_window(o, from, to, &l)) != 0 || (rc = build_cards(o, &l, &cards)) != 0)
+    if ((rc = build_cards(o, from, to, &cards)) != 0)
         goto out;
     for (size_t i = 0; i < cards.n; i++)
         if (json_array_append_new(arr, card_json(&cards.v[i])) != 0) {
@@ -586,7 +864,6 @@ int wh_audit_departments(const wh_audit_options_t *o, int64_t from, int64_t to, 
 out:
     json_decref(arr);
     cards_clear(&cards);
-    tlist_clear(&l);
     return rc;
 }
 
@@ -664,7 +941,7 @@ static void csv_row(FILE *f, const tsum_t *t, const wh_tz_t *tz)
     csv_field(f, t->title, false);
     csv_field(f, t->state, false);
     csv_depts(f, t, tz);
-    csv_time(f, t->deadline, tz);
+    csv_time(f, t->a.report_due, tz);
     csv_time(f, t->resolved_at, tz);
     csv_time(f, t->closed_at, tz);
     csv_field(f,
@@ -672,12 +949,12 @@ static void csv_row(FILE *f, const tsum_t *t, const wh_tz_t *tz)
               : t->resolved_on_time          ? "true"
                                              : "false",
               false);
-    csv_int(f, t->breaches, false);
-    csv_int(f, t->escalations, false);
-    csv_int(f, t->disputed, false);
-    csv_int(f, t->reopened, false);
-    if (t->rating > 0)
-        csv_int(f, t->rating, true);
+    csv_int(f, t->a.breaches, false);
+    csv_int(f, t->a.escalations, false);
+    csv_int(f, t->a.disputed, false);
+    csv_int(f, t->a.reopened, false);
+    if (t->a.rating > 0)
+        csv_int(f, t->a.rating, true);
     else
         csv_field(f, "", true);
 }
@@ -685,36 +962,44 @@ static void csv_row(FILE *f, const tsum_t *t, const wh_tz_t *tz)
 int wh_audit_tickets_csv(const wh_audit_options_t *o, int64_t from, int64_t to, bool bom,
                          char **out, size_t *len)
 {
-    tlist_t l = { 0 };
+    const size_t ncols = sizeof(csv_columns) / sizeof(csv_columns[0]);
+    tsum_t *t = calloc(1, sizeof(*t));
     char *buf = NULL;
     size_t n = 0;
-    FILE *f;
-    int rc;
+    scan_t scan;
+    FILE *f = NULL;
+    int64_t lo, hi;
+    int rc = t ? window_range(o->store, from, to, &lo, &hi) : WH_ENOMEM;
+    bool opened = false;
 
+    if (rc == 0)
+        opened = (rc = scan_open(&scan, o, from, to, lo, hi, true)) == 0;
     *out = NULL;
     *len = 0;
-    if ((rc = load_window(o, from, to, &l)) != 0)
-        goto out;
-    if ((f = open_memstream(&buf, &n)) == NULL) {
+    if (rc == 0 && (f = open_memstream(&buf, &n)) == NULL)
         rc = WH_ENOMEM;
-        goto out;
-    }
-    if (bom)
+    if (rc == 0 && bom)
         fputs("\xEF\xBB\xBF", f);
-    for (size_t i = 0; i < sizeof(csv_columns) / sizeof(csv_columns[0]); i++)
-        csv_field(f, csv_columns[i], i + 1 == sizeof(csv_columns) / sizeof(csv_columns[0]));
-    for (size_t i = 0; i < l.n; i++)
-        csv_row(f, &l.v[i], o->tz);
-    rc = ferror(f) ? WH_ENOMEM : 0;
-    if (fclose(f) != 0 || rc != 0) {
-        free(buf);
-        rc = WH_ENOMEM;
-        goto out;
+    for (size_t i = 0; rc == 0 && i < ncols; i++)
+        csv_field(f, csv_columns[i], i + 1 == ncols);
+    while (rc == 0 && (rc = scan_next(&scan, t)) == 1) {
+        csv_row(f, t, o->tz);
+        rc = 0;
     }
-    *out = buf;
-    *len = n;
-out:
-    tlist_clear(&l);
+    if (f != NULL) {
+        bool bad = ferror(f) != 0;
+        if ((fclose(f) != 0 || bad) && rc == 0)
+            rc = WH_ENOMEM;
+    }
+    if (rc == 0) {
+        *out = buf;
+        *len = n;
+    } else {
+        free(buf);
+    }
+    if (opened)
+        scan_close(&scan);
+    free(t);
     return rc;
 }
 

@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "engine/org.h"
 #include "engine/store.h"
+#include "engine/ticket.h"
 #include "engine/tz.h"
 #include "engine/workflow.h"
 
@@ -25,9 +26,23 @@ typedef struct {
     size_t nworkflows;
     const wh_engine_calendar_t *calendars; /* for workday deadlines; may be empty */
     size_t ncalendars;
-    const wh_tz_t *tz; /* zone times are shown in */
-    int64_t now;       /* for "past the deadline", "open and breached", overdue_now */
+    const wh_tz_t *tz;   /* zone times are shown in */
+    int64_t now;         /* for "past the deadline", "open and breached", overdue_now */
+    size_t parallel_min; /* windows of this many tickets or more are scanned on two threads,
+                            each with its own read-only connection; 0: 50,000 */
 } wh_audit_options_t;
+
+/* Folds one appended event into a ticket's audit summary (wf may be NULL:
+ * only the counts move). Returns true when the event is its actor's report:
+ * an event other than the raise leaving from the workflow's initial state,
+ * of which an assignee's first is its report time. data may be NULL. */
+bool wh_audit_fold(const wh_workflow_t *wf, wh_taudit_t *a, int64_t at, const char *event,
+                   const char *from, const char *to, const json_t *data);
+
+/* Recomputes every ticket's audit summary from its event log (after the
+ * schema migration that introduced it, or on request) in one transaction.
+ * Returns 0 or a store error. */
+int wh_audit_rebuild(const wh_audit_options_t *o);
 
 /* The §6 answer {"from", "to", "departments": [...]} for tickets raised in
  * [from, to). Returns 0, WH_ESTORAGE, WH_ENOMEM. *out is a new reference. */

@@ -377,12 +377,14 @@ out:
     return rc;
 }
 
-static int load_doc(const wh_ydoc_t *doc, const char *default_tz, wh_diag_t *diag,
+/* errors is the diag's error count before the file was read: the YAML
+ * layer reports some problems (duplicate keys) without failing, and those
+ * refuse the calendar too. */
+static int load_doc(const wh_ydoc_t *doc, const char *default_tz, wh_diag_t *diag, size_t errors,
                     wh_calendar_t **out)
 {
     wh_calendar_t *cal = NULL;
     const wh_ynode_t *root = wh_ydoc_root(doc);
-    size_t errors = wh_diag_errors(diag);
     int rc = WH_ENOMEM;
     if ((cal = calloc(1, sizeof(*cal))) == NULL || (cal->file = strdup(wh_ydoc_file(doc))) == NULL)
         goto out;
@@ -408,10 +410,11 @@ out:
 int wh_calendar_load(const char *path, const char *default_tz, wh_diag_t *diag, wh_calendar_t **out)
 {
     wh_ydoc_t *doc = NULL;
+    size_t errors = wh_diag_errors(diag);
     *out = NULL;
     int rc = wh_ydoc_load_file(path, diag, &doc);
     if (rc == 0)
-        rc = load_doc(doc, default_tz, diag, out);
+        rc = load_doc(doc, default_tz, diag, errors, out);
     wh_ydoc_free(doc);
     return rc;
 }
@@ -420,10 +423,11 @@ int wh_calendar_load_buffer(const char *name, const char *buf, size_t len, const
                             wh_diag_t *diag, wh_calendar_t **out)
 {
     wh_ydoc_t *doc = NULL;
+    size_t errors = wh_diag_errors(diag);
     *out = NULL;
     int rc = wh_ydoc_load_buffer(name, buf, len, diag, &doc);
     if (rc == 0)
-        rc = load_doc(doc, default_tz, diag, out);
+        rc = load_doc(doc, default_tz, diag, errors, out);
     wh_ydoc_free(doc);
     return rc;
 }

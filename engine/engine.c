@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "engine/actions.h"
+#include "engine/audit.h"
 #include "engine/engine_int.h"
 #include "engine/error.h"
 #include "engine/ydoc.h"
@@ -129,6 +130,30 @@ static int load_last_rid(wh_engine_t *e)
     return rc;
 }
 
+/* After the migration to schema v2 the audit summaries of the tickets
+ * stored before it are rebuilt from their event logs, once, before the
+ * engine accepts changes. */
+static int rebuild_audit(wh_engine_t *e, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_META_GET);
+    const wh_audit_options_t o = { .store = e->store,
+                                   .dir = e->opt.dir,
+                                   .workflows = e->opt.workflows,
+                                   .nworkflows = e->opt.nworkflows,
+                                   .calendars = e->opt.calendars,
+                                   .ncalendars = e->opt.ncalendars,
+                                   .tz = e->opt.tz };
+    int rc = wh_store_bind(e->store, st, "s", "audit_rebuild");
+
+    if (rc == 0 && (rc = wh_store_step(e->store, st)) == 1) {
+        sqlite3_reset(st);
+        if ((rc = wh_audit_rebuild(&o)) != 0)
+            snprintf(err, errlen, "cannot rebuild the audit summaries: %s",
+                     wh_store_errmsg(e->store));
+    }
+    return rc;
+}
+
 static void check_cb(uv_check_t *h);
 static void idle_cb(uv_idle_t *h)
 {
@@ -162,6 +187,8 @@ int wh_engine_open(const wh_engine_options_t *opt, wh_engine_t **out, char *err,
         wh_store_set_busy_timeout(e->store, opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 200);
     if (rc == 0)
         rc = store_workflows(e, err, errlen);
+    if (rc == 0)
+        rc = rebuild_audit(e, err, errlen);
     if (rc == 0)
         rc = load_last_rid(e);
     if (rc == 0)

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WH_STORE_SCHEMA_VERSION 1
+#define WH_STORE_SCHEMA_VERSION 2
 /* A nullable integer column read as this value when NULL. */
 #define WH_NULL_TIME INT64_MIN
 
@@ -60,25 +60,30 @@ typedef enum {
     XX(TICKET_INSERT,                                                                              \
        "INSERT INTO tickets(rid,id,workflow,version,state,priority,category,title,description,"    \
        "location,raiser,external_id,created_at,updated_at,closed_at,state_since,visit,due_at,"     \
-       "escalation_level,counts,last_seq,last_hash) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,"    \
-       "?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)")                                             \
+       "escalation_level,counts,last_seq,last_hash,report_due,first_exit,rating,escalations,"      \
+       "breaches,disputed,reopened) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,"    \
+       "?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29)")                                 \
     XX(TICKET_UPDATE,                                                                              \
        "UPDATE tickets SET state=?2,updated_at=?3,closed_at=?4,state_since=?5,visit=?6,due_at=?7," \
-       "escalation_level=?8,counts=?9,last_seq=?10,last_hash=?11 WHERE rid=?1")                    \
+       "escalation_level=?8,counts=?9,last_seq=?10,last_hash=?11,first_exit=?12,rating=?13,"       \
+       "escalations=?14,breaches=?15,disputed=?16,reopened=?17 WHERE rid=?1")                      \
     XX(TICKET_BY_ID,                                                                               \
        "SELECT rid,id,workflow,version,state,priority,category,title,description,location,"        \
        "raiser,external_id,created_at,updated_at,closed_at,state_since,visit,due_at,"              \
-       "escalation_level,counts,last_seq,last_hash FROM tickets WHERE id=?1")                      \
+       "escalation_level,counts,last_seq,last_hash,report_due,first_exit,rating,escalations,"      \
+       "breaches,disputed,reopened FROM tickets WHERE id=?1")                                      \
     XX(TICKET_READER,                                                                              \
        "SELECT raiser=?2 OR EXISTS(SELECT 1 FROM assignees a WHERE a.ticket=t.rid AND a.org=?2) "  \
        "FROM tickets t WHERE id=?1")                                                               \
     XX(TICKET_MAX_RID, "SELECT coalesce(max(rid),0) FROM tickets")                                 \
-    XX(ASSIGNEE_INSERT,                                                                            \
-       "INSERT INTO assignees(ticket,idx,org,active,last_event,at) VALUES(?1,?2,?3,?4,?5,?6)")     \
+    XX(ASSIGNEE_INSERT, "INSERT INTO assignees(ticket,idx,org,active,last_event,at,reported_at) "  \
+                        "VALUES(?1,?2,?3,?4,?5,?6,?7)")                                            \
     XX(ASSIGNEE_TOUCH, "UPDATE assignees SET last_event=?3, at=?4 WHERE ticket=?1 AND idx=?2")     \
+    XX(ASSIGNEE_REPORTED, "UPDATE assignees SET reported_at=?3 WHERE ticket=?1 AND idx=?2")        \
     XX(ASSIGNEE_DELETE, "DELETE FROM assignees WHERE ticket=?1")                                   \
     XX(ASSIGNEE_LIST,                                                                              \
-       "SELECT idx,org,active,last_event,at FROM assignees WHERE ticket=?1 ORDER BY idx")          \
+       "SELECT idx,org,active,last_event,at,reported_at FROM assignees WHERE ticket=?1 "           \
+       "ORDER BY idx")                                                                             \
     XX(PROGRESS_INSERT, "INSERT INTO progress(ticket,assignee,event) VALUES(?1,?2,?3)")            \
     XX(PROGRESS_CLEAR, "DELETE FROM progress WHERE ticket=?1")                                     \
     XX(PROGRESS_LIST, "SELECT assignee,event FROM progress WHERE ticket=?1")                       \

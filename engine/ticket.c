@@ -69,6 +69,13 @@ static int load_row(wh_store_t *s, const char *id, wh_ticket_t *t)
     t->last_seq = sqlite3_column_int64(st, 20);
     hash = wh_store_col_text(st, 21);
     snprintf(t->last_hash, sizeof(t->last_hash), "%s", hash ? hash : "");
+    t->audit = (wh_taudit_t){ .report_due = wh_store_col_time(st, 22),
+                              .first_exit = wh_store_col_time(st, 23),
+                              .rating = sqlite3_column_int64(st, 24),
+                              .escalations = sqlite3_column_int64(st, 25),
+                              .breaches = sqlite3_column_int64(st, 26),
+                              .disputed = sqlite3_column_int64(st, 27),
+                              .reopened = sqlite3_column_int64(st, 28) };
     sqlite3_reset(st);
     return rc;
 }
@@ -79,7 +86,7 @@ int wh_ticket_add_assignee(wh_ticket_t *t, const char *org, bool active)
     if (v == NULL)
         return WH_ENOMEM;
     t->assignees = v;
-    v[t->nassignees] = (wh_tassignee_t){ strdup(org), active, NULL, WH_NULL_TIME };
+    v[t->nassignees] = (wh_tassignee_t){ strdup(org), active, NULL, WH_NULL_TIME, WH_NULL_TIME };
     if (v[t->nassignees].org == NULL)
         return WH_ENOMEM;
     t->nassignees++;
@@ -116,6 +123,7 @@ static int load_assignees(wh_store_t *s, wh_ticket_t *t)
             wh_tassignee_t *a = &t->assignees[t->nassignees - 1];
             a->last_event = dup_col(st, 3, &rc);
             a->at = wh_store_col_time(st, 4);
+            a->reported_at = wh_store_col_time(st, 5);
         }
     }
     sqlite3_reset(st);
@@ -179,22 +187,24 @@ int wh_ticket_load(wh_store_t *s, const char *id, wh_ticket_t *t)
 int wh_ticket_insert(wh_store_t *s, const wh_ticket_t *t)
 {
     sqlite3_stmt *st = wh_store_stmt(s, WH_STMT_TICKET_INSERT);
-    int rc = wh_store_bind(s, st, "ississssssssiitiitisis", t->rid, t->id, t->workflow, t->version,
-                           t->state, t->priority, t->category, t->title, t->description,
+    const wh_taudit_t *a = &t->audit;
+    int rc = wh_store_bind(s, st, "ississssssssiitiitisisttiiiii", t->rid, t->id, t->workflow,
+                           t->version, t->state, t->priority, t->category, t->title, t->description,
                            t->location, t->raiser, t->external_id, t->created_at, t->updated_at,
                            t->closed_at, t->state_since, t->visit, t->due_at, t->escalation_level,
-                           t->counts, t->last_seq, t->last_hash);
+                           t->counts, t->last_seq, t->last_hash, a->report_due, a->first_exit,
+                           a->rating, a->escalations, a->breaches, a->disputed, a->reopened);
     return rc == 0 ? wh_store_exec(s, st) : rc;
 }
 
 int wh_ticket_update(wh_store_t *s, const wh_ticket_t *t)
 {
     sqlite3_stmt *st = wh_store_stmt(s, WH_STMT_TICKET_UPDATE);
-    int rc = wh_store_bind(s, st, "isitiitisi", t->rid, t->state, t->updated_at, t->closed_at,
-                           t->state_since, t->visit, t->due_at, t->escalation_level, t->counts,
-                           t->last_seq);
-    if (rc == 0)
-        rc = wh_store_err(s, sqlite3_bind_text(st, 11, t->last_hash, -1, SQLITE_TRANSIENT));
+    const wh_taudit_t *a = &t->audit;
+    int rc = wh_store_bind(s, st, "isitiitisistiiiii", t->rid, t->state, t->updated_at,
+                           t->closed_at, t->state_since, t->visit, t->due_at, t->escalation_level,
+                           t->counts, t->last_seq, t->last_hash, a->first_exit, a->rating,
+                           a->escalations, a->breaches, a->disputed, a->reopened);
     return rc == 0 ? wh_store_exec(s, st) : rc;
 }
 
@@ -211,8 +221,8 @@ int wh_ticket_save_assignees(wh_store_t *s, const wh_ticket_t *t, bool replace)
     for (size_t i = 0; rc == 0 && i < t->nassignees; i++) {
         const wh_tassignee_t *a = &t->assignees[i];
         st = wh_store_stmt(s, WH_STMT_ASSIGNEE_INSERT);
-        rc = wh_store_bind(s, st, "iisbst", t->rid, (int64_t)i, a->org, (int)a->active,
-                           a->last_event, a->at);
+        rc = wh_store_bind(s, st, "iisbstt", t->rid, (int64_t)i, a->org, (int)a->active,
+                           a->last_event, a->at, a->reported_at);
         if (rc == 0)
             rc = wh_store_exec(s, st);
     }

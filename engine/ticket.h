@@ -16,8 +16,9 @@
 typedef struct {
     char *org;
     bool active;
-    char *last_event; /* NULL when none */
-    int64_t at;       /* WH_NULL_TIME when none */
+    char *last_event;    /* NULL when none */
+    int64_t at;          /* WH_NULL_TIME when none */
+    int64_t reported_at; /* its first event in the initial state (SPEC §6), or WH_NULL_TIME */
 } wh_tassignee_t;
 
 typedef struct {
@@ -38,6 +39,15 @@ typedef struct {
     int64_t level; /* highest step reached on the clock's live ladder */
 } wh_tclock_t;
 
+/* What the audit keeps of a ticket (SPEC §6), folded from its events as they
+ * are appended (wh_audit_fold) and stored on its row. */
+typedef struct {
+    int64_t report_due; /* the initial state's deadline on the first visit, or WH_NULL_TIME */
+    int64_t first_exit; /* when it first left the initial state, or WH_NULL_TIME */
+    int64_t rating;     /* the last rating, 0 when none */
+    int64_t escalations, breaches, disputed, reopened;
+} wh_taudit_t;
+
 typedef struct {
     int64_t rid;
     char *id, *workflow, *state, *priority, *category, *title, *description, *location, *raiser,
@@ -51,6 +61,7 @@ typedef struct {
     size_t nprogress;
     wh_tclock_t *clocks;
     size_t nclocks;
+    wh_taudit_t audit;
 } wh_ticket_t;
 
 /* Loads ticket id with its assignees, progress and clocks. Returns 0,

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "engine/calendar.h"
+#include "engine/store.h"
 #include "engine/engine.h"
 #include "engine/workflow.h"
 #include "src/config.h"
@@ -293,14 +294,16 @@ Test(verify, newer_schema_is_refused)
     make_database();
     sqlite3 *db;
     cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db, "PRAGMA user_version=2", NULL, NULL, NULL), SQLITE_OK);
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", WH_STORE_SCHEMA_VERSION + 1);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     ran_t r = verify_with_config();
     char want[400];
     cr_assert_eq(r.code, 1);
     snprintf(want, sizeof(want),
-             "whistle verify: %s: the database has schema version 2; this whistle reads 1\n",
-             dbpath);
+             "whistle verify: %s: the database has schema version %d; this whistle reads %d\n",
+             dbpath, WH_STORE_SCHEMA_VERSION + 1, WH_STORE_SCHEMA_VERSION);
     cr_assert_str_eq(r.err, want);
 }
 
