@@ -1,5 +1,6 @@
 #include <curl/curl.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <stdbool.h>
@@ -17,6 +18,7 @@
 #define DEFAULT_MAX_CONNS    8
 #define DEFAULT_MAX_RESPONSE (64 * 1024)
 #define MAX_HEADER_VALUE     256
+#define MAX_HOST_KEY         200
 
 typedef struct wh_webhook_s wh_webhook_t;
 
@@ -40,6 +42,9 @@ typedef struct xfer_s {
     wh_notifier_cb cb;
     void *arg;
     char errbuf[CURL_ERROR_SIZE];
+    char host[MAX_HOST_KEY]; /* scheme://host:port of the URL */
+    uint64_t seq;            /* send order, for the per-host queue */
+    bool started;            /* in the multi handle (else waiting for its host) */
 } xfer_t;
 
 struct wh_webhook_s {
@@ -50,6 +55,8 @@ struct wh_webhook_s {
     sock_t *socks; /* watched sockets (closing ones are unlinked) */
     xfer_t *xfers;
     long timeout_ms;
+    int max_conns; /* transfers started at once per host; the others wait here */
+    uint64_t seq;
     size_t max_response;
     bool closing;
     int open_handles;
@@ -89,6 +96,39 @@ out:
     EVP_MAC_CTX_free(ctx);
     EVP_MAC_free(mac);
     return rc;
+}
+
+/* Whether one of the space-separated signatures in header is expected.
+ * Every one is compared, in constant time, so the time does not show
+ * which one matched or how much of it. */
+static bool signature_matches(const char *header, const char *expected)
+{
+    size_t elen = strlen(expected);
+    bool ok = false;
+    const char *p = header, *end;
+
+    while (*p != '\0') {
+        while (*p == ' ')
+            p++;
+        for (end = p; *end != '\0' && *end != ' ';)
+            end++;
+        if ((size_t)(end - p) == elen && CRYPTO_memcmp(p, expected, elen) == 0)
+            ok = true;
+        p = end;
+    }
+    return ok;
+}
+
+bool wh_webhook_verify(const unsigned char *secret, size_t secret_len, const char *id, int64_t ts,
+                       const char *body, size_t body_len, const char *header)
+{
+    char expected[WH_WEBHOOK_SIG_LEN];
+
+    if (secret == NULL || id == NULL || header == NULL)
+        return false;
+    if (wh_webhook_sign(secret, secret_len, id, ts, body, body_len, expected) != 0)
+        return false;
+    return signature_matches(header, expected);
 }
 
 /* ---- sockets and the timer, as curl asks ---- */
@@ -245,6 +285,54 @@ static void xfer_unlink(wh_webhook_t *w, xfer_t *x)
         x->next->prev = x->prev;
 }
 
+/* ---- the per-host queue ----
+ *
+ * libcurl counts the time a transfer waits for one of a host's
+ * CURLMOPT_MAX_HOST_CONNECTIONS against its CURLOPT_TIMEOUT, so behind a
+ * slow receiver queued messages would time out before they were sent and
+ * spend their retries. Transfers beyond the limit wait here instead, in the
+ * order they were sent, and their clock starts when they do. */
+
+static void host_key(const char *url, char out[MAX_HOST_KEY])
+{
+    const char *p = strstr(url, "://");
+    size_t n = p ? (size_t)(p - url) + 3 + strcspn(p + 3, "/?#") : strlen(url);
+    snprintf(out, MAX_HOST_KEY, "%.*s", (int)(n < MAX_HOST_KEY ? n : MAX_HOST_KEY - 1), url);
+}
+
+static int host_active(const wh_webhook_t *w, const char *host)
+{
+    int n = 0;
+    for (const xfer_t *x = w->xfers; x != NULL; x = x->next)
+        n += x->started && strcmp(x->host, host) == 0;
+    return n;
+}
+
+static int start(wh_webhook_t *w, xfer_t *x)
+{
+    if (curl_multi_add_handle(w->multi, x->easy) != CURLM_OK)
+        return WH_ENOMEM;
+    x->started = true;
+    return 0;
+}
+
+/* Starts the oldest transfer waiting for host, if any. One that cannot be
+ * started is answered as failed (and retried by the outbox). */
+static void start_waiting(wh_webhook_t *w, const char *host)
+{
+    xfer_t *next = NULL;
+    wh_notifier_result_t res = { .retry_after = -1, .error = "out of memory" };
+
+    for (xfer_t *x = w->xfers; x != NULL; x = x->next)
+        if (!x->started && strcmp(x->host, host) == 0 && (next == NULL || x->seq < next->seq))
+            next = x;
+    if (next == NULL || start(w, next) == 0)
+        return;
+    xfer_unlink(w, next);
+    next->cb(&res, next->arg);
+    xfer_free(next);
+}
+
 static void finish(wh_webhook_t *w, xfer_t *x, CURLcode code)
 {
     wh_notifier_result_t res = { .retry_after = -1, .error = "" };
@@ -267,6 +355,7 @@ static void finish(wh_webhook_t *w, xfer_t *x, CURLcode code)
     }
     curl_multi_remove_handle(w->multi, x->easy);
     xfer_unlink(w, x);
+    start_waiting(w, x->host);
     x->cb(&res, x->arg);
     xfer_free(x);
 }
@@ -378,10 +467,10 @@ static int webhook_send(wh_notifier_t *n, const wh_notifier_msg_t *msg, wh_notif
     x->body[msg->payload_len] = '\0';
     if ((rc = sign_headers(x, msg)) != 0 || (rc = setup_easy(w, x, msg)) != 0)
         goto out;
-    if (curl_multi_add_handle(w->multi, x->easy) != CURLM_OK) {
-        rc = WH_ENOMEM;
+    host_key(msg->url, x->host);
+    x->seq = w->seq++;
+    if (host_active(w, x->host) < w->max_conns && (rc = start(w, x)) != 0)
         goto out;
-    }
     x->next = w->xfers;
     if (w->xfers != NULL)
         w->xfers->prev = x;
@@ -411,7 +500,8 @@ static void webhook_close(wh_notifier_t *n)
     w->closing = true;
     while (w->xfers != NULL) {
         xfer_t *x = w->xfers;
-        curl_multi_remove_handle(w->multi, x->easy);
+        if (x->started)
+            curl_multi_remove_handle(w->multi, x->easy);
         xfer_unlink(w, x);
         x->cb(&res, x->arg);
         xfer_free(x);
@@ -463,8 +553,9 @@ int wh_webhook_new(const wh_webhook_options_t *opt, wh_notifier_t **out)
         rc = WH_ENOMEM;
         goto fail;
     }
-    rc = setup_multi(w, opt->max_connections_per_host > 0 ? opt->max_connections_per_host
-                                                          : DEFAULT_MAX_CONNS);
+    w->max_conns =
+        opt->max_connections_per_host > 0 ? opt->max_connections_per_host : DEFAULT_MAX_CONNS;
+    rc = setup_multi(w, w->max_conns);
     if (rc == 0 && uv_timer_init(opt->loop, &w->timer) != 0)
         rc = WH_EIO;
     if (rc != 0)

@@ -11,6 +11,7 @@
 #ifndef WH_WEBHOOK_H
 #define WH_WEBHOOK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -35,5 +36,14 @@ int wh_webhook_new(const wh_webhook_options_t *opt, wh_notifier_t **out);
 #define WH_WEBHOOK_SIG_LEN 64
 int wh_webhook_sign(const unsigned char *secret, size_t secret_len, const char *id, int64_t ts,
                     const char *body, size_t body_len, char *out);
+
+/* Standard Webhooks verification of an inbound request: whether header (the
+ * webhook-signature value, space-separated "v1,<base64>" signatures) holds
+ * the signature of id, ts and body under secret. Every signature in header
+ * is compared in constant time. False too when OpenSSL fails or secret, id
+ * or header is NULL. Checks neither the id's form nor the clock: the caller
+ * does (SPEC §4). */
+bool wh_webhook_verify(const unsigned char *secret, size_t secret_len, const char *id, int64_t ts,
+                       const char *body, size_t body_len, const char *header);
 
 #endif

@@ -1,6 +1,8 @@
 /* The HTTP/JSON API (SPEC §4). See api.h. */
 #include "src/api.h"
 #include "engine/jcs.h"
+#include "src/dashboard.h"
+#include "src/decode.h"
 #include "src/open311.h"
 
 #include <ctype.h>
@@ -83,12 +85,8 @@ struct wh_api_s {
     wh_hist_t durations[NROUTES];
 };
 
-/* A refusal decided by the API itself: status, code, message. */
-typedef struct {
-    int status;
-    const char *code;
-    char msg[200];
-} refusal_t;
+/* A refusal decided by the API itself (the body decoders' type). */
+typedef wh_refusal_t refusal_t;
 
 static int refuse(refusal_t *f, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -310,191 +308,6 @@ static int authenticate(const wh_api_t *a, wh_http_req_t *r)
     return wh_api_token_org(a, h);
 }
 
-/* ---- JSON bodies ---- */
-
-static json_t *parse_body(wh_http_req_t *r, refusal_t *f)
-{
-    size_t len;
-    const char *body = wh_http_body(r, &len);
-    json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-
-    if (root == NULL) {
-        if (json_error_code(&jerr) == json_error_invalid_utf8)
-            refuse(f, 400, "bad_request", "the body is not valid UTF-8");
-        else
-            refuse(f, 400, "bad_request", "malformed JSON at line %d, column %d: %s", jerr.line,
-                   jerr.column, jerr.text);
-        return NULL;
-    }
-    if (!json_is_object(root)) {
-        json_decref(root);
-        refuse(f, 400, "bad_request", "the body must be a JSON object");
-        return NULL;
-    }
-    return root;
-}
-
-static int check_keys(json_t *obj, const char *const *keys, const char *prefix, refusal_t *f)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v)
-    {
-        size_t i = 0;
-        while (keys[i] != NULL && strcmp(keys[i], key) != 0)
-            i++;
-        if (keys[i] == NULL)
-            return refuse(f, 400, "bad_request", "unknown field '%s%s'", prefix, key);
-    }
-    return 0;
-}
-
-/* An optional string field: absent or null gives NULL. */
-static int get_string(json_t *obj, const char *key, const char **out, refusal_t *f)
-{
-    json_t *v = json_object_get(obj, key);
-    *out = NULL;
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_string(v))
-        return refuse(f, 400, "bad_request", "'%s' must be a string", key);
-    *out = json_string_value(v);
-    return 0;
-}
-
-/* An optional array of org ids; *out is malloc'ed (the strings are borrowed). */
-static int get_orgs(json_t *obj, const char ***out, size_t *n, bool *has, refusal_t *f)
-{
-    json_t *v = json_object_get(obj, "assignees");
-    *out = NULL;
-    *n = 0;
-    *has = false;
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_array(v))
-        return refuse(f, 400, "bad_request", "'assignees' must be an array of org ids");
-    *out = calloc(json_array_size(v) + 1, sizeof(**out));
-    if (*out == NULL)
-        return refuse(f, 503, "unavailable", "out of memory");
-    for (size_t i = 0; i < json_array_size(v); i++) {
-        json_t *e = json_array_get(v, i);
-        if (!json_is_string(e))
-            return refuse(f, 400, "bad_request", "'assignees[%zu]' must be a string", i);
-        (*out)[i] = json_string_value(e);
-    }
-    *n = json_array_size(v);
-    *has = true;
-    return 0;
-}
-
-/* Only the type here (400); the range is the engine's to check, after it
- * has decided whether the org may raise at all (403 before 422). */
-static int get_coord(json_t *loc, const char *key, refusal_t *f)
-{
-    json_t *v = json_object_get(loc, key);
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_number(v))
-        return refuse(f, 400, "bad_request", "'location.%s' must be a number", key);
-    return 0;
-}
-
-/* Checks location and copies it without its null members into *out. */
-static int get_location(json_t *obj, json_t **out, refusal_t *f)
-{
-    static const char *const keys[] = { "address", "grid", "lat", "lon", NULL };
-    json_t *v = json_object_get(obj, "location"), *m;
-    const char *key;
-
-    *out = NULL;
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_object(v))
-        return refuse(f, 400, "bad_request", "'location' must be an object");
-    if (check_keys(v, keys, "location.", f) != 0)
-        return -1;
-    for (int i = 0; i < 2; i++)
-        if (!json_is_null(m = json_object_get(v, keys[i])) && m != NULL && !json_is_string(m))
-            return refuse(f, 400, "bad_request", "'location.%s' must be a string", keys[i]);
-    if (get_coord(v, "lat", f) != 0 || get_coord(v, "lon", f) != 0)
-        return -1;
-    if ((*out = json_object()) == NULL)
-        return refuse(f, 503, "unavailable", "out of memory");
-    json_object_foreach(v, key, m)
-    {
-        if (!json_is_null(m))
-            json_object_set(*out, key, m);
-    }
-    return 0;
-}
-
-typedef struct {
-    json_t *root;
-    json_t *location;
-    const char **assignees;
-} decoded_t;
-
-static void decoded_clear(decoded_t *d)
-{
-    json_decref(d->root);
-    json_decref(d->location);
-    free(d->assignees);
-}
-
-static int decode_raise(wh_http_req_t *r, decoded_t *d, wh_raise_req_t *req, refusal_t *f)
-{
-    static const char *const keys[] = { "workflow",    "category",    "title",
-                                        "description", "priority",    "location",
-                                        "assignees",   "external_id", NULL };
-    json_t *o;
-    size_t n = 0;
-    bool has = false;
-
-    if ((o = d->root = parse_body(r, f)) == NULL || check_keys(o, keys, "", f) != 0)
-        return -1;
-    if (get_string(o, "workflow", &req->workflow, f) != 0 ||
-        get_string(o, "category", &req->category, f) != 0 ||
-        get_string(o, "title", &req->title, f) != 0 ||
-        get_string(o, "description", &req->description, f) != 0 ||
-        get_string(o, "priority", &req->priority, f) != 0 ||
-        get_string(o, "external_id", &req->external_id, f) != 0 ||
-        get_orgs(o, &d->assignees, &n, &has, f) != 0 || get_location(o, &d->location, f) != 0)
-        return -1;
-    req->assignees = d->assignees;
-    req->nassignees = n;
-    req->has_assignees = has;
-    req->location = d->location;
-    return 0;
-}
-
-static int decode_fire(wh_http_req_t *r, decoded_t *d, wh_fire_req_t *req, refusal_t *f)
-{
-    static const char *const keys[] = { "event", "note", "assignees", "rating", NULL };
-    json_t *o, *rating;
-    size_t n = 0;
-    bool has = false;
-
-    if ((o = d->root = parse_body(r, f)) == NULL || check_keys(o, keys, "", f) != 0)
-        return -1;
-    if (get_string(o, "event", &req->event, f) != 0 || get_string(o, "note", &req->note, f) != 0 ||
-        get_orgs(o, &d->assignees, &n, &has, f) != 0)
-        return -1;
-    rating = json_object_get(o, "rating");
-    if (rating != NULL && !json_is_null(rating)) {
-        if (!json_is_integer(rating))
-            return refuse(f, 400, "bad_request", "'rating' must be an integer");
-        req->has_rating = true;
-        req->rating = json_integer_value(rating);
-    }
-    req->assignees = d->assignees;
-    req->nassignees = n;
-    req->has_assignees = has;
-    if (req->event == NULL)
-        return refuse(f, 422, "missing_field", "event is required");
-    return 0;
-}
-
 /* The Idempotency-Key, if any, and the digest of what it is bound to: the
  * method, the path and the body, so that the same key on another ticket is a
  * mismatch, not a replay of the first one. */
@@ -545,35 +358,39 @@ static void queued_or_reply(wh_http_req_t *r, int rc)
 static void post_ticket(wh_api_t *a, wh_http_req_t *r, const char *org)
 {
     wh_raise_req_t req = { 0 };
-    decoded_t d = { 0 };
+    wh_decoded_t d = { 0 };
     refusal_t f;
     const char *key;
     char digest[65];
+    size_t len;
+    const char *body = wh_http_body(r, &len);
 
-    if (idempotency(r, &key, digest, &f) != 0 || decode_raise(r, &d, &req, &f) != 0)
+    if (idempotency(r, &key, digest, &f) != 0 || wh_decode_raise(body, len, &d, &req, &f) != 0)
         reply_refusal(r, &f);
     else
         queued_or_reply(
             r, wh_engine_raise(a->st.engine, org, &req, key, key ? digest : NULL, on_result, r));
-    decoded_clear(&d);
+    wh_decoded_clear(&d);
 }
 
 static void post_event(wh_api_t *a, wh_http_req_t *r, const char *org, const char *id)
 {
     wh_fire_req_t req = { 0 };
-    decoded_t d = { 0 };
+    wh_decoded_t d = { 0 };
     refusal_t f;
     const char *key;
     char digest[65];
+    size_t len;
+    const char *body = wh_http_body(r, &len);
 
     if (id[0] == '\0' || !wh_engine_may_read(a->st.engine, id, org))
         reply_error(r, 404, "not_found", "no such ticket", NULL);
-    else if (idempotency(r, &key, digest, &f) != 0 || decode_fire(r, &d, &req, &f) != 0)
+    else if (idempotency(r, &key, digest, &f) != 0 || wh_decode_fire(body, len, &d, &req, &f) != 0)
         reply_refusal(r, &f);
     else
         queued_or_reply(
             r, wh_engine_fire(a->st.engine, org, id, &req, key, key ? digest : NULL, on_result, r));
-    decoded_clear(&d);
+    wh_decoded_clear(&d);
 }
 
 /* ---- reads ---- */
@@ -1241,27 +1058,6 @@ static void get_metrics(wh_api_t *a, wh_http_req_t *r, const char *org)
 #define MAX_SIGNERS    24
 #define MAX_WEBHOOK_ID 255
 
-/* Whether one of the space-separated signatures in header is expected.
- * Every one is compared, in constant time, so the time does not show
- * which one matched or how much of it. */
-static bool signature_matches(const char *header, const char *expected)
-{
-    size_t elen = strlen(expected);
-    bool ok = false;
-    const char *p = header, *end;
-
-    while (*p != '\0') {
-        while (*p == ' ')
-            p++;
-        for (end = p; *end != '\0' && *end != ' ';)
-            end++;
-        if ((size_t)(end - p) == elen && CRYPTO_memcmp(p, expected, elen) == 0)
-            ok = true;
-        p = end;
-    }
-    return ok;
-}
-
 static void add_signer(const wh_api_t *a, const char *org, int *v, size_t *n)
 {
     int i = org != NULL ? wh_orgdir_find(&a->st.cfg->dir, org) : -1;
@@ -1340,7 +1136,6 @@ static int authenticate_signed(wh_api_t *a, wh_http_req_t *r, route_t rt, const 
                                refusal_t *f)
 {
     const char *id = wh_http_header(r, "webhook-id"), *sig = wh_http_header(r, "webhook-signature");
-    char expected[WH_WEBHOOK_SIG_LEN];
     int cand[MAX_SIGNERS], found = -1, rc;
     long long stamp = 0;
     size_t len, n;
@@ -1352,9 +1147,8 @@ static int authenticate_signed(wh_api_t *a, wh_http_req_t *r, route_t rt, const 
     n = signers(a, r, seg, cand);
     for (size_t i = 0; i < n; i++) {
         const wh_config_webhook_t *w = &a->st.cfg->webhooks[cand[i]];
-        if (w->secret != NULL &&
-            wh_webhook_sign(w->secret, w->secret_len, id, stamp, body, len, expected) == 0 &&
-            signature_matches(sig, expected) && found < 0)
+        /* Every candidate is checked, so the time does not show which matched. */
+        if (wh_webhook_verify(w->secret, w->secret_len, id, stamp, body, len, sig) && found < 0)
             found = cand[i];
     }
     if (found < 0)
@@ -1438,6 +1232,11 @@ void wh_api_handle(wh_http_req_t *r, void *arg)
     /* Open311 GeoReport v2 (SPEC §8) has its own routes, auth and errors. */
     if (wh_open311_owns(wh_http_path(r))) {
         wh_open311_handle(r, &a->st);
+        return;
+    }
+    /* The supervisor dashboard (HTML, a cookie or a bearer token). */
+    if (wh_dashboard_owns(wh_http_path(r))) {
+        wh_dashboard_handle(r, a, &a->st);
         return;
     }
     if (rt == R_NONE) {

@@ -965,10 +965,13 @@ static void load_root(ld_t *ld, const wh_ynode_t *root)
     load_orgs(ld, root);
 }
 
-static int load_doc(const char *name, const wh_ydoc_t *doc, wh_diag_t *diag, wh_config_t **out)
+/* errors is the diag's error count before the file was read: the YAML
+ * layer reports some problems (duplicate keys) without failing, and those
+ * refuse the config too. */
+static int load_doc(const char *name, const wh_ydoc_t *doc, wh_diag_t *diag, size_t errors,
+                    wh_config_t **out)
 {
     const wh_ynode_t *root = wh_ydoc_root(doc);
-    size_t errors = wh_diag_errors(diag);
     const char *slash = strrchr(name, '/');
     ld_t ld = { doc, diag, cfg_new(), NULL, NULL, 0 };
     char *base = NULL;
@@ -999,12 +1002,13 @@ static int load_doc(const char *name, const wh_ydoc_t *doc, wh_diag_t *diag, wh_
 int wh_config_load(const char *path, wh_diag_t *diag, wh_config_t **out)
 {
     wh_ydoc_t *doc = NULL;
+    size_t errors = wh_diag_errors(diag);
     int rc;
 
     *out = NULL;
     rc = wh_ydoc_load_file(path, diag, &doc);
     if (rc == 0)
-        rc = load_doc(path, doc, diag, out);
+        rc = load_doc(path, doc, diag, errors, out);
     wh_ydoc_free(doc);
     return rc;
 }
@@ -1013,12 +1017,13 @@ int wh_config_load_buffer(const char *name, const char *buf, size_t len, wh_diag
                           wh_config_t **out)
 {
     wh_ydoc_t *doc = NULL;
+    size_t errors = wh_diag_errors(diag);
     int rc;
 
     *out = NULL;
     rc = wh_ydoc_load_buffer(name, buf, len, diag, &doc);
     if (rc == 0)
-        rc = load_doc(name, doc, diag, out);
+        rc = load_doc(name, doc, diag, errors, out);
     wh_ydoc_free(doc);
     return rc;
 }

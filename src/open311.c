@@ -17,9 +17,9 @@
 #include "engine/error.h"
 #include "engine/jcs.h"
 #include "engine/tz.h"
+#include "src/form.h"
 
 #define DIGEST_LEN  32
-#define MAX_FIELDS  200                /* form fields in one POST body */
 #define MAX_LIST    100                /* items in a comma list (ids, service codes) */
 #define MAX_RESULTS 1000               /* requests in one list answer (GeoReport's cap) */
 #define MAX_SCANNED 20000              /* tickets looked at for one list answer */
@@ -370,90 +370,18 @@ static const char *admit(wh_http_req_t *r, const wh_api_state_t *st, fmt_t fmt, 
 
 /* ---- form bodies ---- */
 
-typedef struct {
-    char *buf;
-    const char *key[MAX_FIELDS], *val[MAX_FIELDS];
-    size_t n;
-} form_t;
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)tolower((unsigned char)c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Decodes s in place ('+' is a space); a bad escape or %00 fails. */
-static int url_decode(char *s)
-{
-    char *w = s;
-    for (const char *p = s; *p != '\0'; p++) {
-        if (*p == '%') {
-            int hi = hexval(p[1]), lo = hi >= 0 ? hexval(p[2]) : -1;
-            if (lo < 0 || hi * 16 + lo == 0)
-                return -1;
-            *w++ = (char)(hi * 16 + lo);
-            p += 2;
-        } else {
-            *w++ = *p == '+' ? ' ' : *p;
-        }
-    }
-    *w = '\0';
-    return 0;
-}
-
-static bool valid_utf8(const char *s)
-{
-    json_t *j = json_string(s); /* jansson refuses invalid UTF-8 */
-    bool ok = j != NULL;
-    json_decref(j);
-    return ok;
-}
-
-/* Splits an application/x-www-form-urlencoded body into decoded pairs.
- * Returns 0, or -1 with msg set. */
-static int form_parse(wh_http_req_t *r, form_t *f, const char **msg)
+/* Splits an application/x-www-form-urlencoded body into decoded pairs
+ * (src/form.c) after checking its Content-Type. Returns 0, or -1 with msg
+ * set. */
+static int form_parse(wh_http_req_t *r, wh_form_t *f, const char **msg)
 {
     size_t len;
     const char *body = wh_http_body(r, &len), *ct = wh_http_header(r, "Content-Type");
-    char *save = NULL;
 
     if (len > 0 && (ct == NULL || strncasecmp(ct, "application/x-www-form-urlencoded", 33) != 0 ||
                     (ct[33] != '\0' && ct[33] != ';' && ct[33] != ' ')))
         return *msg = "the body must be application/x-www-form-urlencoded", -1;
-    if (len > 0 && memchr(body, '\0', len) != NULL)
-        return *msg = "the body holds a NUL byte", -1;
-    if ((f->buf = strndup(len > 0 ? body : "", len)) == NULL)
-        return *msg = "out of memory", -1;
-    for (char *p = strtok_r(f->buf, "&", &save); p != NULL; p = strtok_r(NULL, "&", &save)) {
-        char *eq = strchr(p, '=');
-        if (eq != NULL)
-            *eq++ = '\0';
-        if (f->n == MAX_FIELDS)
-            return *msg = "the body has more than 200 fields", -1;
-        if (url_decode(p) != 0 || (eq != NULL && url_decode(eq) != 0))
-            return *msg = "the body has a malformed %-escape (or %00)", -1;
-        if (!valid_utf8(p) || (eq != NULL && !valid_utf8(eq)))
-            return *msg = "the body is not valid UTF-8", -1;
-        f->key[f->n] = p;
-        f->val[f->n++] = eq != NULL ? eq : "";
-    }
-    return 0;
-}
-
-/* The value of key (NULL when absent); a key given twice fails. */
-static int form_get(const form_t *f, const char *key, const char **out)
-{
-    *out = NULL;
-    for (size_t i = 0; i < f->n; i++) {
-        if (strcmp(f->key[i], key) != 0)
-            continue;
-        if (*out != NULL)
-            return -1;
-        *out = f->val[i];
-    }
-    return 0;
+    return wh_form_parse(body, len, f, msg);
 }
 
 /* ---- tickets as GeoReport requests ---- */
@@ -628,10 +556,12 @@ static void on_raised(const wh_engine_result_t *res, void *arg)
 }
 
 /* A coordinate: a decimal number (the range is the engine's to check). */
+/* Decimal degrees only: strtod alone would also take "0x10", "inf" and
+ * "nan", which no client means as a coordinate. */
 static int parse_coord(const char *s, double *out)
 {
     char *end;
-    if (s == NULL || s[0] == '\0' || isspace((unsigned char)s[0]))
+    if (s == NULL || s[0] == '\0' || s[strspn(s, "+-.0123456789eE")] != '\0')
         return -1;
     errno = 0;
     *out = strtod(s, &end);
@@ -645,7 +575,7 @@ typedef struct {
 /* Reads the fields a raise uses; the rest (attribute[…], first_name,
  * last_name, email, phone, device_id, account_id, …) is accepted and
  * dropped. */
-static int raise_fields(wh_http_req_t *r, const form_t *f, raise_fields_t *v, const char **bad)
+static int raise_fields(wh_http_req_t *r, const wh_form_t *f, raise_fields_t *v, const char **bad)
 {
     static const char *const names[] = {
         "api_key",        "jurisdiction_id", "service_code", "lat",      "long",
@@ -654,7 +584,7 @@ static int raise_fields(wh_http_req_t *r, const form_t *f, raise_fields_t *v, co
     const char **slots[] = { &v->key,     &v->jurisdiction, &v->code, &v->lat,  &v->lon,
                              &v->address, &v->address_id,   &v->desc, &v->media };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (form_get(f, names[i], slots[i]) != 0)
+        if (wh_form_get(f, names[i], slots[i]) != 0)
             return *bad = names[i], -1;
     /* SPEC §4: api_key may also be a query parameter. */
     if (v->key == NULL)
@@ -765,7 +695,7 @@ out:
 
 static void post_request(wh_http_req_t *r, const wh_api_state_t *st, fmt_t fmt)
 {
-    form_t f = { 0 };
+    wh_form_t f = { 0 };
     raise_fields_t v = { 0 };
     const char *msg = NULL, *org;
 
@@ -776,7 +706,7 @@ static void post_request(wh_http_req_t *r, const wh_api_state_t *st, fmt_t fmt)
     } else if ((org = admit(r, st, fmt, v.key, v.jurisdiction)) != NULL) {
         raise_request(r, st, fmt, &v, org);
     }
-    free(f.buf);
+    wh_form_clear(&f);
 }
 
 /* ---- GET requests ---- */

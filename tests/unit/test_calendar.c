@@ -433,3 +433,27 @@ Test(calendar, due_command)
     cr_assert_eq(status, 0);
     cr_assert_str_eq(out, "2026-10-10T17:30:00+08:00\n");
 }
+
+/* A duplicate key is an error the YAML layer reports without failing: the
+ * calendar is refused all the same, not loaded with one of the values. */
+Test(calendar, duplicate_key_refuses_the_file)
+{
+    static const char text[] = "timezone: Asia/Shanghai\n"
+                               "workdays: [mon, tue, wed, thu, fri]\n"
+                               "hours: [\"08:30-12:00\", \"14:30-17:30\"]\n"
+                               "workdays: [mon, tue, wed, thu, fri, sat]\n";
+    wh_diag_t *diag = wh_diag_new();
+    wh_calendar_t *cal = (wh_calendar_t *)1;
+    char *msg = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&msg, &len);
+
+    cr_assert_eq(wh_calendar_load_buffer("cal.yaml", text, strlen(text), NULL, diag, &cal),
+                 WH_EPARSE);
+    cr_assert_null(cal);
+    wh_diag_print(diag, f);
+    fclose(f);
+    cr_assert_str_eq(msg, "cal.yaml:4:1: error: duplicate key 'workdays' (first at line 2)\n");
+    free(msg);
+    wh_diag_free(diag);
+}

@@ -652,3 +652,43 @@ Test(config, data_file_several_errors)
     cr_assert_str_eq(out, want);
     cr_assert_null(strstr(out, "test-token-shared"));
 }
+
+/* Found by fuzz/fuzz_config.c: a duplicate key, which the YAML layer reports
+ * without failing, used to be printed by `validate` yet accepted by `serve`
+ * and by wh_config_load_buffer. */
+Test(config, duplicate_key_refuses_file)
+{
+    expect_bad("listen: 127.0.0.1:8080\n"
+               "listen: 127.0.0.1:9090\n"
+               "database: w.db\n"
+               "workflows: wf\n"
+               "orgs:\n"
+               "  - id: a\n"
+               "    name: A\n"
+               "    kind: street\n"
+               "    token: t\n",
+               "whistle.yaml:2:1: error: duplicate key 'listen' (first at line 1)\n");
+}
+
+Test(config, duplicate_key_refuses_buffer)
+{
+    static const char text[] = "listen: 127.0.0.1:8080\n"
+                               "database: w.db\n"
+                               "workflows: wf\n"
+                               "orgs:\n"
+                               "  - id: a\n"
+                               "    name: A\n"
+                               "    name: B\n"
+                               "    kind: street\n"
+                               "    token: t\n";
+    wh_diag_t *d = wh_diag_new();
+    wh_config_t *cfg = (wh_config_t *)1;
+    char line[256];
+
+    cr_assert_eq(wh_config_load_buffer("dir/whistle.yaml", text, strlen(text), d, &cfg), WH_EPARSE);
+    cr_assert_null(cfg);
+    cr_assert_eq(wh_diag_count(d), 1);
+    wh_diag_format(d, 0, line, sizeof(line));
+    cr_assert_str_eq(line, "dir/whistle.yaml:7:5: error: duplicate key 'name' (first at line 6)");
+    wh_diag_free(d);
+}

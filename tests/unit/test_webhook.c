@@ -358,3 +358,59 @@ Test(webhook, times_out)
     cr_assert_eq(strncmp(o.error, "Timeout was reached", 19), 0, "%s", o.error);
     cr_assert(o.latency_ms >= 250 && o.latency_ms < 1000, "latency %lld", (long long)o.latency_ms);
 }
+
+/* ---- wh_webhook_verify (inbound Standard Webhooks requests) ---- */
+
+#define REF_ID   "msg_p5jXN8AQM9LWM0D4loKWxJek"
+#define REF_TS   1614265330
+#define REF_BODY "{\"test\": 2432232314}"
+#define REF_SIG  "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+static size_t ref_key(unsigned char key[64])
+{
+    static const char b64[] = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    return (size_t)EVP_DecodeBlock(key, (const unsigned char *)b64, (int)strlen(b64));
+}
+
+static bool ref_verify(const char *header)
+{
+    unsigned char key[64];
+    size_t n = ref_key(key);
+    return wh_webhook_verify(key, n, REF_ID, REF_TS, REF_BODY, strlen(REF_BODY), header);
+}
+
+Test(webhook, verify_accepts_the_reference_signature)
+{
+    cr_assert(ref_verify(REF_SIG));
+    /* Several signatures, space-separated (secret rotation), any order. */
+    cr_assert(ref_verify("v1,bm90IGl0 " REF_SIG));
+    cr_assert(ref_verify("  " REF_SIG "  v1,bm90IGl0"));
+}
+
+Test(webhook, verify_refuses_any_change)
+{
+    unsigned char key[64];
+    size_t n = ref_key(key);
+    char sig[] = REF_SIG;
+
+    for (size_t i = 0; i < strlen(REF_SIG); i++) {
+        sig[i] = (char)(REF_SIG[i] ^ 1);
+        cr_assert_not(ref_verify(sig), "changed at %zu: %s", i, sig);
+        sig[i] = REF_SIG[i];
+    }
+    cr_assert_not(ref_verify(""));
+    cr_assert_not(ref_verify("v1,"));
+    cr_assert_not(ref_verify(REF_SIG "x"));
+    cr_assert_not(ref_verify("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE"));
+    cr_assert_not(ref_verify("v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="));
+    cr_assert_not(
+        wh_webhook_verify(key, n, REF_ID, REF_TS + 1, REF_BODY, strlen(REF_BODY), REF_SIG));
+    cr_assert_not(
+        wh_webhook_verify(key, n, "msg_other", REF_TS, REF_BODY, strlen(REF_BODY), REF_SIG));
+    cr_assert_not(
+        wh_webhook_verify(key, n, REF_ID, REF_TS, REF_BODY, strlen(REF_BODY) - 1, REF_SIG));
+    cr_assert_not(
+        wh_webhook_verify(key, n - 1, REF_ID, REF_TS, REF_BODY, strlen(REF_BODY), REF_SIG));
+    cr_assert_not(wh_webhook_verify(NULL, 0, REF_ID, REF_TS, REF_BODY, strlen(REF_BODY), REF_SIG));
+    cr_assert_not(wh_webhook_verify(key, n, REF_ID, REF_TS, REF_BODY, strlen(REF_BODY), NULL));
+}
