@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "engine/calendar.h"
@@ -492,6 +493,24 @@ static int start(server_t *s, const args_t *a)
     return 0;
 }
 
+/* The HTTP server takes up to 1,000 connections, besides the database, the
+ * webhook transfers and the loop's own descriptors; the common default soft
+ * limit of 1,024 open files would run out first. The soft limit is raised
+ * to the hard one (at most 65,536): no privilege is needed for that. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            fprintf(stderr, "whistle: warning: cannot raise the open files limit to %llu\n",
+                    (unsigned long long)want);
+    }
+}
+
 int wh_cmd_serve(int argc, char **argv)
 {
     server_t s = { .exit_code = WH_EXIT_OK };
@@ -504,6 +523,7 @@ int wh_cmd_serve(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stderr, NULL, _IOLBF, 0);
+    raise_fd_limit();
     s.config_path = a.config;
     s.json_log = a.json_log;
     if (bundle_load(a.config, &s.b) != 0)

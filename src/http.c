@@ -14,15 +14,36 @@
 #include "engine/error.h"
 
 /* Per-connection limits: generous for JSON requests, small enough that a
- * thousand idle connections cost little. */
+ * thousand idle connections cost little. The memory limit bounds the request
+ * line and the headers together (MHD answers 414 or 431 past it). */
 #define CONN_MEMORY_LIMIT (64 * 1024)
-#define CONN_TIMEOUT_S    30
+#define CONN_TIMEOUT_S    10
 #define CONN_LIMIT        1000
+
+/* MHD's timeout counts idle time only, so a client that trickles a byte a
+ * second would hold its connection for ever. These bound the time a request
+ * may take to arrive: its headers from the moment the connection opened (or
+ * the previous answer went out), its body from the end of its headers. */
+#define HEADER_DEADLINE_MS 10000
+#define BODY_DEADLINE_MS   30000
+#define SWEEP_MS           250
 
 static const char too_large_body[] =
     "{\"error\":{\"code\":\"too_large\",\"message\":\"the request body is larger than 64 KiB\"}}";
 static const char closing_body[] =
     "{\"error\":{\"code\":\"unavailable\",\"message\":\"the server is shutting down\"}}";
+
+/* What a connection is waiting for, for the deadlines above. */
+enum { WAIT_HEADERS, WAIT_BODY, ANSWERING };
+
+/* One open connection (MHD's socket context). */
+typedef struct conn_s {
+    int fd;
+    int phase;
+    uint64_t since_ms; /* when the phase began */
+    bool cut;          /* shut down for missing its deadline */
+    struct conn_s *prev, *next;
+} conn_t;
 
 struct wh_http_req_s {
     wh_http_t *h;
@@ -45,11 +66,15 @@ struct wh_http_s {
     struct MHD_Daemon *d;
     uv_poll_t poll;
     uv_timer_t timer;
+    uv_timer_t sweep; /* enforces the request deadlines */
     int open_handles;
     int port;
     bool quiesced;
+    bool stopping; /* the loop handles are closing */
+    bool rerun;    /* a connection closed during MHD_run: run it again */
     size_t inflight;
     wh_http_req_t *suspended;
+    conn_t *conns;
 };
 
 static void rearm(wh_http_t *h);
@@ -77,14 +102,20 @@ static void on_poll(uv_poll_t *p, int status, int events)
 static void rearm(wh_http_t *h)
 {
     MHD_UNSIGNED_LONG_LONG ms = 0;
-    if (MHD_get_timeout(h->d, &ms) == MHD_YES)
+    if (h->rerun) {
+        h->rerun = false;
+        uv_timer_start(&h->timer, on_timer, 0, 0);
+    } else if (MHD_get_timeout(h->d, &ms) == MHD_YES) {
         uv_timer_start(&h->timer, on_timer, (uint64_t)ms, 0);
-    else
+    } else {
         uv_timer_stop(&h->timer);
+    }
 }
 
 static void kick(wh_http_t *h)
 {
+    if (h->stopping)
+        return;
     uv_timer_start(&h->timer, on_timer, 0, 0);
 }
 
@@ -115,23 +146,154 @@ static void req_free(wh_http_req_t *r)
     free(r);
 }
 
-static wh_http_req_t *req_new(wh_http_t *h, struct MHD_Connection *conn, const char *method,
-                              const char *url)
+static int hex_digit(char c)
 {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes the %HH escapes of n bytes of src into dst (room for n + 1).
+ * "%00" is never decoded: a NUL would cut the string short, so that
+ * "/v1/tickets/T1%00junk" or "state=a%00b" would be read as something
+ * the client did not send. In a path "%2F" is not decoded either: it is
+ * part of a segment, not a separator. Malformed escapes stay as they are. */
+static size_t decode(char *dst, const char *src, size_t n, bool path)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi = src[i] == '%' && i + 2 < n ? hex_digit(src[i + 1]) : -1;
+        int lo = hi >= 0 ? hex_digit(src[i + 2]) : -1;
+        int c = lo >= 0 ? hi * 16 + lo : 0;
+        if (c != 0 && !(path && c == '/')) {
+            dst[w++] = (char)c;
+            i += 2;
+        } else {
+            dst[w++] = src[i];
+        }
+    }
+    dst[w] = '\0';
+    return w;
+}
+
+/* MHD's unescaper for query keys and values ('+' is already a space). */
+static size_t unescape_arg(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    return decode(s, s, strlen(s), false);
+}
+
+/* Made from the raw request line (see on_uri); the method is set when the
+ * headers are complete. */
+static wh_http_req_t *req_new(wh_http_t *h, struct MHD_Connection *conn, const char *uri)
+{
+    size_t n = strcspn(uri, "?");
     wh_http_req_t *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return NULL;
     r->h = h;
     r->conn = conn;
-    r->method = strdup(method);
-    r->path = strdup(url);
     r->start_ns = uv_hrtime();
     snprintf(r->org, sizeof(r->org), "-");
-    if (r->method == NULL || r->path == NULL) {
+    if ((r->path = malloc(n + 1)) == NULL) {
         req_free(r);
         return NULL;
     }
+    decode(r->path, uri, n, true);
     return r;
+}
+
+/* MHD decodes the path before it calls the access handler, turning "%2F"
+ * into a separator and "%00" into the end of the string; the request is
+ * made here instead, from the raw request line, and its path decoded by
+ * decode(). MHD hands the result to on_access as *con_cls and calls
+ * on_completed for it even when the request never gets that far. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    return req_new(cls, conn, uri);
+}
+
+/* ---- connections and their deadlines ---- */
+
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
+
+static void conn_phase(struct MHD_Connection *conn, int phase)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_t *k = ci != NULL ? ci->socket_context : NULL;
+    if (k == NULL)
+        return;
+    k->phase = phase;
+    k->since_ms = now_ms();
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **ctx,
+                          enum MHD_ConnectionNotificationCode what)
+{
+    wh_http_t *h = cls;
+    conn_t *k = *ctx;
+    const union MHD_ConnectionInfo *ci;
+
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        /* Without memory the connection is left to MHD's idle timeout. */
+        if (ci == NULL || (k = calloc(1, sizeof(*k))) == NULL)
+            return;
+        k->fd = ci->connect_fd;
+        k->phase = WAIT_HEADERS;
+        k->since_ms = now_ms();
+        k->next = h->conns;
+        if (h->conns != NULL)
+            h->conns->prev = k;
+        h->conns = k;
+        *ctx = k;
+        return;
+    }
+    /* At the connection limit MHD takes its listening socket out of its
+     * epoll set and puts it back only in a later MHD_run; with no
+     * connection left to wake the loop, that run would never come and the
+     * server would stop accepting for good. So every close runs MHD again
+     * (rearm, after the run in which it happened). */
+    h->rerun = true;
+    if (k == NULL)
+        return;
+    if (k->prev != NULL)
+        k->prev->next = k->next;
+    else
+        h->conns = k->next;
+    if (k->next != NULL)
+        k->next->prev = k->prev;
+    free(k);
+    *ctx = NULL;
+}
+
+/* Cuts the connections whose request is late. shutdown(), not close(): the
+ * descriptor stays MHD's, which reads the end of the stream and closes the
+ * connection itself (a request already begun ends with status 0). */
+static void on_sweep(uv_timer_t *t)
+{
+    wh_http_t *h = t->data;
+    uint64_t now = now_ms();
+    bool cut = false;
+
+    for (conn_t *k = h->conns; k != NULL; k = k->next) {
+        uint64_t limit = k->phase == WAIT_HEADERS ? HEADER_DEADLINE_MS : BODY_DEADLINE_MS;
+        if (k->cut || k->phase == ANSWERING || now - k->since_ms < limit)
+            continue;
+        shutdown(k->fd, SHUT_RDWR);
+        k->cut = cut = true;
+    }
+    if (cut)
+        kick(h);
 }
 
 static struct MHD_Response *make_response(wh_http_t *h, const char *const *headers,
@@ -210,6 +372,7 @@ static bool take(wh_http_req_t *r, const char *data, size_t size)
 static enum MHD_Result dispatch(wh_http_t *h, wh_http_req_t *r)
 {
     enum MHD_Result ret;
+    conn_phase(r->conn, ANSWERING);
     if (r->too_large)
         return answer_now(r, 413, too_large_body);
     r->in_handler = true;
@@ -241,16 +404,20 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     wh_http_req_t *r = *con_cls;
     (void)version;
 
-    if (r == NULL) {
+    (void)url; /* decoded by MHD: r->path is used instead (see on_uri) */
+    if (r == NULL)
+        return MHD_NO; /* out of memory in on_uri */
+    if (r->method == NULL) {
         /* The first call has the headers only; 0.9.75 drops keep-alive when
          * it is answered here, which is what an oversized body needs anyway
          * (the client is told before it uploads, or the rest is not read). */
-        if ((r = req_new(h, conn, method, url)) == NULL)
+        if ((r->method = strdup(method)) == NULL)
             return MHD_NO;
-        *con_cls = r;
         h->inflight++;
+        conn_phase(conn, WAIT_BODY);
         if (declared_too_large(conn)) {
             r->too_large = true;
+            conn_phase(conn, ANSWERING);
             return answer_now(r, 413, too_large_body);
         }
         return MHD_YES;
@@ -271,11 +438,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     wh_http_t *h = cls;
     wh_http_req_t *r = *con_cls;
-    (void)conn;
     (void)toe;
     if (r == NULL)
         return;
     *con_cls = NULL;
+    /* The next request on this connection has its own header deadline. */
+    conn_phase(conn, WAIT_HEADERS);
+    /* A request line whose headers never came whole (431, a timeout)
+     * reached no handler: nothing to log or count. */
+    if (r->method == NULL) {
+        req_free(r);
+        return;
+    }
     if (h->opt.logger != NULL) {
         wh_http_log_t entry = { .method = r->method,
                                 .path = r->path,
@@ -308,11 +482,13 @@ static struct MHD_Daemon *start_daemon(wh_http_t *h, struct sockaddr_storage *ss
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     if (h->opt.ipv6)
         flags |= MHD_USE_IPv6;
-    return MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_SOCK_ADDR,
-                            (struct sockaddr *)ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY_LIMIT,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONN_TIMEOUT_S,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT, MHD_OPTION_END);
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)CONN_MEMORY_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONN_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_arg, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        h, MHD_OPTION_END);
 }
 
 int wh_http_new(const wh_http_options_t *opt, wh_http_t **out, char *err, size_t errlen)
@@ -340,9 +516,11 @@ int wh_http_new(const wh_http_options_t *opt, wh_http_t **out, char *err, size_t
     info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
     uv_poll_init(opt->loop, &h->poll, info->epoll_fd);
     uv_timer_init(opt->loop, &h->timer);
-    h->poll.data = h->timer.data = h;
-    h->open_handles = 2;
+    uv_timer_init(opt->loop, &h->sweep);
+    h->poll.data = h->timer.data = h->sweep.data = h;
+    h->open_handles = 3;
     uv_poll_start(&h->poll, UV_READABLE, on_poll);
+    uv_timer_start(&h->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     rearm(h);
     *out = h;
     return 0;
@@ -387,9 +565,11 @@ void wh_http_free(wh_http_t *h)
     while (h->suspended != NULL)
         wh_http_respond(h->suspended, 503, json_headers, closing_body, strlen(closing_body));
     MHD_run(h->d);
+    h->stopping = true;
     uv_poll_stop(&h->poll);
     uv_close((uv_handle_t *)&h->poll, on_close);
     uv_close((uv_handle_t *)&h->timer, on_close);
+    uv_close((uv_handle_t *)&h->sweep, on_close);
     MHD_stop_daemon(h->d);
     h->d = NULL;
 }
