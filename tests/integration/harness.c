@@ -1,15 +1,21 @@
 /* The shared integration-test harness (see harness.h). */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -435,4 +441,368 @@ void wh_test_db_wait(const char *sql, const char *expect, int ms)
         usleep(20000);
     }
     cr_assert_str_eq(got, expect, "%s", sql);
+}
+
+/* ---- the sink ---- */
+
+#define SINK_HEAD_MAX (16 * 1024)
+#define SINK_BODY_MAX (256 * 1024)
+
+typedef struct {
+    char id[128];
+    char *body; /* the first body read with this id */
+    int times, acked;
+} sink_entry_t;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_t acceptor;
+    int fd, port;
+    atomic_bool stop;
+    atomic_int open; /* connection threads alive */
+    wh_test_sink_mode_t mode;
+    int delay_ms;
+    sink_entry_t *e;
+    size_t n, cap;
+    int requests, answered, conflicts;
+} sk = { .mu = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
+
+/* Waits up to 50 ms for fd to be readable; -1 when the sink stops. */
+static int sink_wait(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    while (!atomic_load(&sk.stop)) {
+        int n = poll(&p, 1, 50);
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return -1;
+    }
+    return -1;
+}
+
+/* Sleeps ms in small steps; false when the sink stops meanwhile. */
+static bool sink_sleep(int ms)
+{
+    for (int i = 0; i < ms / 10 && !atomic_load(&sk.stop); i++)
+        usleep(10000);
+    return !atomic_load(&sk.stop);
+}
+
+/* The value of header name in the head (NUL-terminated), copied to out. */
+static void sink_header(const char *head, const char *name, char *out, size_t len)
+{
+    size_t k = strlen(name);
+    out[0] = '\0';
+    for (const char *p = strstr(head, "\r\n"); p != NULL; p = strstr(p + 2, "\r\n")) {
+        if (strncasecmp(p + 2, name, k) == 0 && p[2 + k] == ':') {
+            const char *v = p + 3 + k, *end;
+            while (*v == ' ')
+                v++;
+            end = strstr(v, "\r\n");
+            snprintf(out, len, "%.*s", (int)(end ? end - v : (ptrdiff_t)strlen(v)), v);
+            return;
+        }
+    }
+}
+
+static sink_entry_t *sink_find(const char *id)
+{
+    for (size_t i = 0; i < sk.n; i++)
+        if (strcmp(sk.e[i].id, id) == 0)
+            return &sk.e[i];
+    return NULL;
+}
+
+/* Records one request read in full (under the lock). */
+static void sink_record(const char *id, const char *body, size_t len)
+{
+    sink_entry_t *e;
+    pthread_mutex_lock(&sk.mu);
+    sk.requests++;
+    e = sink_find(id);
+    if (e == NULL) {
+        if (sk.n == sk.cap) {
+            size_t cap = sk.cap ? sk.cap * 2 : 256;
+            sink_entry_t *grown = realloc(sk.e, cap * sizeof(*grown));
+            if (grown == NULL)
+                abort();
+            sk.e = grown;
+            sk.cap = cap;
+        }
+        e = &sk.e[sk.n++];
+        memset(e, 0, sizeof(*e));
+        snprintf(e->id, sizeof(e->id), "%s", id);
+        e->body = strndup(body, len);
+    } else if (strlen(e->body) != len || memcmp(e->body, body, len) != 0) {
+        sk.conflicts++;
+    }
+    e->times++;
+    pthread_mutex_unlock(&sk.mu);
+}
+
+static void sink_acked(const char *id)
+{
+    pthread_mutex_lock(&sk.mu);
+    sink_entry_t *e = sink_find(id);
+    sk.answered++;
+    if (e != NULL)
+        e->acked++;
+    pthread_mutex_unlock(&sk.mu);
+}
+
+/* Reads one request: its head into head (NUL-terminated) and its body into
+ * body (*blen bytes). -1 on EOF, an error or a stop. */
+static int sink_read(int fd, char *head, char *body, size_t *blen)
+{
+    size_t h = 0, want, have;
+    char *end = NULL, cl[32];
+    while (end == NULL) {
+        ssize_t k;
+        if (h >= SINK_HEAD_MAX - 1 || sink_wait(fd) != 0)
+            return -1;
+        if ((k = read(fd, head + h, SINK_HEAD_MAX - 1 - h)) <= 0)
+            return -1;
+        h += (size_t)k;
+        head[h] = '\0';
+        end = strstr(head, "\r\n\r\n");
+    }
+    *end = '\0';
+    have = h - (size_t)(end + 4 - head);
+    sink_header(head, "content-length", cl, sizeof(cl));
+    want = (size_t)strtoul(cl, NULL, 10);
+    if (want > SINK_BODY_MAX || have > want)
+        return -1;
+    memcpy(body, end + 4, have);
+    while (have < want) {
+        ssize_t k;
+        if (sink_wait(fd) != 0 || (k = read(fd, body + have, want - have)) <= 0)
+            return -1;
+        have += (size_t)k;
+    }
+    *blen = want;
+    return 0;
+}
+
+static void *sink_conn(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char *head = malloc(SINK_HEAD_MAX), *body = malloc(SINK_BODY_MAX), id[128];
+    static const char ok[] = "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n";
+    size_t blen;
+    while (head != NULL && body != NULL && sink_read(fd, head, body, &blen) == 0) {
+        pthread_mutex_lock(&sk.mu);
+        wh_test_sink_mode_t mode = sk.mode;
+        int delay = sk.delay_ms;
+        pthread_mutex_unlock(&sk.mu);
+        sink_header(head, "webhook-id", id, sizeof(id));
+        sink_record(id, body, blen);
+        if (mode == WH_TEST_SINK_HANG) {
+            while (sink_wait(fd) == 0 && read(fd, head, SINK_HEAD_MAX) > 0)
+                ; /* drain until the client gives up or the sink stops */
+            break;
+        }
+        if (mode == WH_TEST_SINK_RESET) {
+            struct linger l = { .l_onoff = 1, .l_linger = 0 };
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+            break;
+        }
+        if (mode == WH_TEST_SINK_SLOW && !sink_sleep(delay))
+            break;
+        if (send(fd, ok, sizeof(ok) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(ok) - 1)
+            break;
+        sink_acked(id);
+    }
+    close(fd);
+    free(head);
+    free(body);
+    atomic_fetch_sub(&sk.open, 1);
+    return NULL;
+}
+
+static void *sink_accept(void *arg)
+{
+    (void)arg;
+    while (sink_wait(sk.fd) == 0) {
+        int c = accept(sk.fd, NULL, NULL);
+        pthread_t t;
+        if (c < 0)
+            continue;
+        atomic_fetch_add(&sk.open, 1);
+        if (pthread_create(&t, NULL, sink_conn, (void *)(intptr_t)c) != 0) {
+            close(c);
+            atomic_fetch_sub(&sk.open, 1);
+            continue;
+        }
+        pthread_detach(t);
+    }
+    return NULL;
+}
+
+void wh_test_sink_start(void)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    socklen_t alen = sizeof(a);
+    int one = 1;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)sk.port);
+    sk.fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(sk.fd, 0);
+    setsockopt(sk.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    cr_assert_eq(bind(sk.fd, (struct sockaddr *)&a, sizeof(a)), 0, "sink port %d: %s", sk.port,
+                 strerror(errno));
+    cr_assert_eq(listen(sk.fd, 128), 0);
+    getsockname(sk.fd, (struct sockaddr *)&a, &alen);
+    sk.port = ntohs(a.sin_port);
+    atomic_store(&sk.stop, false);
+    cr_assert_eq(pthread_create(&sk.acceptor, NULL, sink_accept, NULL), 0);
+}
+
+void wh_test_sink_stop(void)
+{
+    if (sk.fd < 0)
+        return;
+    atomic_store(&sk.stop, true);
+    pthread_join(sk.acceptor, NULL);
+    close(sk.fd);
+    sk.fd = -1;
+    for (int i = 0; i < 500 && atomic_load(&sk.open) > 0; i++)
+        usleep(10000);
+}
+
+void wh_test_sink_reset(void)
+{
+    pthread_mutex_lock(&sk.mu);
+    for (size_t i = 0; i < sk.n; i++)
+        free(sk.e[i].body);
+    free(sk.e);
+    sk.e = NULL;
+    sk.n = sk.cap = 0;
+    sk.port = 0;
+    sk.requests = sk.answered = sk.conflicts = 0;
+    sk.mode = WH_TEST_SINK_OK;
+    sk.delay_ms = 0;
+    pthread_mutex_unlock(&sk.mu);
+}
+
+int wh_test_sink_port(void)
+{
+    return sk.port;
+}
+
+void wh_test_sink_mode(wh_test_sink_mode_t mode, int delay_ms)
+{
+    pthread_mutex_lock(&sk.mu);
+    sk.mode = mode;
+    sk.delay_ms = delay_ms;
+    pthread_mutex_unlock(&sk.mu);
+}
+
+/* One counter read under the lock. */
+static int sink_get(const int *field)
+{
+    pthread_mutex_lock(&sk.mu);
+    int v = *field;
+    pthread_mutex_unlock(&sk.mu);
+    return v;
+}
+
+int wh_test_sink_requests(void)
+{
+    return sink_get(&sk.requests);
+}
+
+int wh_test_sink_answered(void)
+{
+    return sink_get(&sk.answered);
+}
+
+int wh_test_sink_conflicts(void)
+{
+    return sink_get(&sk.conflicts);
+}
+
+int wh_test_sink_ids(void)
+{
+    pthread_mutex_lock(&sk.mu);
+    int n = (int)sk.n;
+    pthread_mutex_unlock(&sk.mu);
+    return n;
+}
+
+int wh_test_sink_open(void)
+{
+    return atomic_load(&sk.open);
+}
+
+int wh_test_sink_times(const char *id)
+{
+    pthread_mutex_lock(&sk.mu);
+    sink_entry_t *e = sink_find(id);
+    int n = e ? e->times : 0;
+    pthread_mutex_unlock(&sk.mu);
+    return n;
+}
+
+int wh_test_sink_acked(const char *id)
+{
+    pthread_mutex_lock(&sk.mu);
+    sink_entry_t *e = sink_find(id);
+    int n = e ? e->acked : 0;
+    pthread_mutex_unlock(&sk.mu);
+    return n;
+}
+
+const char *wh_test_sink_body(const char *id)
+{
+    pthread_mutex_lock(&sk.mu);
+    sink_entry_t *e = sink_find(id);
+    const char *b = e ? e->body : NULL;
+    pthread_mutex_unlock(&sk.mu);
+    return b;
+}
+
+/* ---- more about the daemon ---- */
+
+int wh_test_verify(void)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "'%s' verify -c '%s/whistle.yaml' >>'%s/verify.log' 2>&1", WH_BINARY,
+             wh_test_dir, wh_test_dir);
+    int st = system(cmd);
+    return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+wh_test_resp_t wh_test_try(const char *method, const char *path, const char *token,
+                           const char *body, const char *const *extra, long timeout_ms)
+{
+    wh_test_resp_t r = { 0 };
+    char url[1024], auth[128];
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    CURL *c = curl_easy_init();
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", wh_test_port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, wh_test_on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    if (token != NULL) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+        h = curl_slist_append(h, auth);
+    }
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++)
+        h = curl_slist_append(h, extra[i]);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    if (body != NULL)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (r.body != NULL)
+        r.json = json_loadb(r.body, r.len, 0, NULL);
+    return r;
 }

@@ -148,4 +148,61 @@ void wh_test_db_query(const char *sql, char *out, size_t len);
  * with the last answer otherwise. */
 void wh_test_db_wait(const char *sql, const char *expect, int ms);
 
+/* ---- the sink: a raw-socket webhook receiver that keeps every delivery ---- */
+
+/* How the sink treats the requests it reads. The fault tests use it: unlike
+ * the receiver above it keeps every request (not only the first
+ * WH_TEST_MAX_SEEN) and can misbehave at the TCP level. */
+typedef enum {
+    WH_TEST_SINK_OK,    /* answers 204 at once (keep-alive) */
+    WH_TEST_SINK_SLOW,  /* answers 204 after the delay set with the mode */
+    WH_TEST_SINK_HANG,  /* reads the request, never answers, keeps the connection open */
+    WH_TEST_SINK_RESET, /* reads the request, then resets the connection (SO_LINGER 0) */
+} wh_test_sink_mode_t;
+
+/* Starts the sink on 127.0.0.1 (a free port the first time, the same port
+ * after a stop) in a thread of its own, one thread per connection. */
+void wh_test_sink_start(void);
+
+/* Stops it, closing every connection; what it recorded is kept. */
+void wh_test_sink_stop(void);
+
+/* Forgets the port and everything recorded (the sink must be stopped). */
+void wh_test_sink_reset(void);
+
+int wh_test_sink_port(void);
+
+/* Sets how the next requests are treated; delay_ms is for WH_TEST_SINK_SLOW. */
+void wh_test_sink_mode(wh_test_sink_mode_t mode, int delay_ms);
+
+/* Requests read in full, and those answered 2xx (the answer written out). */
+int wh_test_sink_requests(void);
+int wh_test_sink_answered(void);
+
+/* Distinct webhook-ids read; requests that repeated a webhook-id with a
+ * different body (must stay 0); connections open now. */
+int wh_test_sink_ids(void);
+int wh_test_sink_conflicts(void);
+int wh_test_sink_open(void);
+
+/* How often a webhook-id was read, and answered 2xx (0 and 0: never seen). */
+int wh_test_sink_times(const char *id);
+int wh_test_sink_acked(const char *id);
+
+/* The first body read for a webhook-id (NULL: never seen). Valid until the
+ * next reset. */
+const char *wh_test_sink_body(const char *id);
+
+/* ---- more about the daemon ---- */
+
+/* Runs `WH_BINARY verify -c wh_test_dir/whistle.yaml`, its output appended
+ * to wh_test_dir/verify.log; returns its exit status (-1 on a signal). */
+int wh_test_verify(void);
+
+/* wh_test_send without asserting: out->status is 0 when the transfer
+ * failed (refused, reset, timed out after timeout_ms). Free with
+ * wh_test_resp_free. */
+wh_test_resp_t wh_test_try(const char *method, const char *path, const char *token,
+                           const char *body, const char *const *extra, long timeout_ms);
+
 #endif
