@@ -32,7 +32,7 @@
 #define WH_SOURCE_DIR "."
 #endif
 
-#define MAX_COLS 24
+#define MAX_COLS 48
 #define MAX_ROWS 8
 
 static void die(const char *what, const char *why)
@@ -237,7 +237,9 @@ static void capture(sqlite3 *src, sqlite3 *dst, tmpl_t *t, const char *verb, con
     while (sqlite3_step(st) == SQLITE_ROW && t->nrows < MAX_ROWS) {
         row_t *r = &t->rows[t->nrows++];
         r->ncols = sqlite3_column_count(st);
-        for (int c = 0; c < r->ncols && c < MAX_COLS; c++) {
+        if (r->ncols > MAX_COLS)
+            die(table, "more columns than MAX_COLS");
+        for (int c = 0; c < r->ncols; c++) {
             r->names[c] = strdup(sqlite3_column_name(st, c));
             r->vals[c] = sqlite3_value_dup(sqlite3_column_value(st, c));
         }
@@ -606,6 +608,24 @@ static void row(const char *what, long ops, span_t w, span_t ref)
            100.0 * ref.wall / w.wall);
 }
 
+/* One machine-readable line per headline figure, for bench/run's table:
+ * RESULT, metric, whistle, reference, ratio, target, met (tab-separated). */
+static void results(const args_t *a, span_t raise, span_t ref_raise, span_t fire, span_t ref_fire)
+{
+    double w = (double)a->n / raise.wall, p = (double)a->n / ref_raise.wall;
+    bool met = w >= 0.5 * p && w >= 20000;
+    printf("RESULT\tstore: raise, tickets/s (durability full, %ld per commit)\t%.0f /s\t%.0f /s "
+           "(plain SQLite loop)\t%.0f %%\t≥ 50 %% of plain and ≥ 20000 /s\t%s\n",
+           a->batch, w, p, 100.0 * w / p, met ? "met" : "missed");
+    if (a->fire <= 0)
+        return;
+    w = 2.0 * (double)a->fire / fire.wall;
+    p = 2.0 * (double)a->fire / ref_fire.wall;
+    printf("RESULT\tstore: fire report+resolve, events/s\t%.0f /s\t%.0f /s (plain SQLite "
+           "loop)\t%.0f %%\t-\t-\n",
+           w, p, 100.0 * w / p);
+}
+
 int main(int argc, char **argv)
 {
     args_t a = parse(argc, argv);
@@ -655,6 +675,7 @@ int main(int argc, char **argv)
     printf("\nwhistle's peak RSS: %ld KiB at start, %ld KiB after %ld tickets, %ld KiB after "
            "%ld, %ld KiB after the events\n",
            rss0, rss1, tenth, rss2, a.n, rss3);
+    results(&a, t_raise, t_ref_raise, span_add(t_report, t_resolve), t_ref_fire);
 
     ref_close_templates(&r);
     sqlite3_finalize(r.del_deadlines);

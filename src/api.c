@@ -83,6 +83,7 @@ struct wh_api_s {
     http_series_t series[MAX_HTTP_SERIES];
     size_t nseries;
     wh_hist_t durations[NROUTES];
+    size_t busy; /* audits running on the thread pool */
 };
 
 /* A refusal decided by the API itself (the body decoders' type). */
@@ -893,15 +894,93 @@ static void post_retry(wh_api_t *a, wh_http_req_t *r, const char *org, const cha
 
 /* ---- audit (supervisors, SPEC §6; cmd_audit.c computes it) ---- */
 
-static void get_audit(wh_api_t *a, wh_http_req_t *r, const char *org, bool csv)
+/* ---- the audit, off the loop's thread ---- */
+
+typedef struct {
+    wh_api_t *a;
+    wh_api_state_t st; /* what was held */
+    wh_cmd_audit_cb cb;
+    void *arg;
+} audit_call_t;
+
+static void audit_done(int rc, char *body, size_t len, const char *err, void *arg)
 {
-    static const char *const params[] = { "from", "to", "bom", NULL };
+    audit_call_t *c = arg;
+    if (c->st.release != NULL)
+        c->st.release(c->st.owner);
+    c->a->busy--;
+    c->cb(rc, body, len, err, c->arg);
+    free(c);
+}
+
+int wh_api_audit(wh_api_t *a, const char *from, const char *to, int format, bool bom,
+                 wh_cmd_audit_cb cb, void *arg)
+{
+    audit_call_t *c;
+    char err[256] = "", *body = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (a->st.loop == NULL) { /* no loop to return to: here and now */
+        rc = wh_cmd_audit_answer(a->st.cfg, a->st.workflows, a->st.nworkflows, from, to, format,
+                                 bom, &body, &len, err, sizeof(err));
+        cb(rc, body, len, err, arg);
+        return 0;
+    }
+    if ((c = malloc(sizeof(*c))) == NULL)
+        return WH_ENOMEM;
+    *c = (audit_call_t){ a, a->st, cb, arg };
+    if (c->st.hold != NULL)
+        c->st.hold(c->st.owner);
+    a->busy++;
+    rc = wh_cmd_audit_queue(a->st.loop, a->st.cfg, a->st.workflows, a->st.nworkflows, from, to,
+                            format, bom, audit_done, c);
+    if (rc != 0) {
+        if (c->st.release != NULL)
+            c->st.release(c->st.owner);
+        a->busy--;
+        free(c);
+    }
+    return rc;
+}
+
+size_t wh_api_busy(const wh_api_t *a)
+{
+    return a != NULL ? a->busy : 0;
+}
+
+static void reply_audit(wh_http_req_t *r, int rc, char *body, size_t len, const char *err, bool csv)
+{
     static const char *const csv_hdr[] = { "Content-Type", "text/csv; charset=utf-8",
                                            "Content-Disposition",
                                            "attachment; filename=\"tickets.csv\"", NULL };
+    if (rc == WH_EPARSE)
+        reply_error(r, 400, "bad_request", err, NULL);
+    else if (rc != 0)
+        reply_err(r, rc, NULL);
+    else if (csv)
+        wh_http_respond(r, 200, csv_hdr, body, len);
+    else
+        wh_http_respond(r, 200, (const char *const[]){ "Content-Type", "application/json", NULL },
+                        body, len);
+    free(body);
+}
+
+static void on_audit_json(int rc, char *body, size_t len, const char *err, void *arg)
+{
+    reply_audit(arg, rc, body, len, err, false);
+}
+
+static void on_audit_csv(int rc, char *body, size_t len, const char *err, void *arg)
+{
+    reply_audit(arg, rc, body, len, err, true);
+}
+
+static void get_audit(wh_api_t *a, wh_http_req_t *r, const char *org, bool csv)
+{
+    static const char *const params[] = { "from", "to", "bom", NULL };
     const char *bom = wh_http_query(r, "bom");
-    char from[64], to[64], err[256] = "", *body = NULL;
-    size_t len = 0;
+    char from[64], to[64];
     refusal_t f = { 0 };
     int rc;
 
@@ -916,20 +995,11 @@ static void get_audit(wh_api_t *a, wh_http_req_t *r, const char *org, bool csv)
         reply_refusal(r, &f);
         return;
     }
-    rc = wh_cmd_audit_answer(a->st.cfg, a->st.workflows, a->st.nworkflows,
-                             wh_http_query_time(r, "from", from), wh_http_query_time(r, "to", to),
-                             csv ? WH_AUDIT_CSV : WH_AUDIT_JSON, bom && strcmp(bom, "true") == 0,
-                             &body, &len, err, sizeof(err));
-    if (rc == WH_EPARSE)
-        reply_error(r, 400, "bad_request", err, NULL);
-    else if (rc != 0)
+    rc = wh_api_audit(a, wh_http_query_time(r, "from", from), wh_http_query_time(r, "to", to),
+                      csv ? WH_AUDIT_CSV : WH_AUDIT_JSON, bom && strcmp(bom, "true") == 0,
+                      csv ? on_audit_csv : on_audit_json, r);
+    if (rc != 0)
         reply_err(r, rc, NULL);
-    else if (csv)
-        wh_http_respond(r, 200, csv_hdr, body, len);
-    else
-        wh_http_respond(r, 200, (const char *const[]){ "Content-Type", "application/json", NULL },
-                        body, len);
-    free(body);
 }
 
 /* ---- metrics (supervisors; src/metrics.c formats them) ---- */

@@ -13,6 +13,7 @@
 #include "engine/engine.h"
 #include "engine/tz.h"
 #include "engine/workflow.h"
+#include "src/cmd.h"
 #include "src/config.h"
 #include "src/http.h"
 
@@ -25,6 +26,13 @@ typedef struct {
     const wh_config_t *cfg;
     const wh_workflow_t *const *workflows;
     size_t nworkflows;
+    /* Audits run on libuv's thread pool (loop NULL: on the caller's
+     * thread); meanwhile hold(owner) keeps cfg and workflows alive across a
+     * reload, until release(owner). Both may be NULL. */
+    uv_loop_t *loop;
+    void (*hold)(void *owner);
+    void (*release)(void *owner);
+    void *owner;
 } wh_api_state_t;
 
 /* Returns NULL when out of memory. */
@@ -40,6 +48,14 @@ void wh_api_handle(wh_http_req_t *req, void *arg);
 /* The index in the org directory of the org whose token this is, or -1
  * (compared in constant time). */
 int wh_api_token_org(const wh_api_t *a, const char *token);
+
+/* The audit (wh_cmd_audit_answer) off the loop's thread, the state's
+ * config and workflows held meanwhile; cb runs on the loop's thread, body
+ * is its to free. Returns 0, or an error without calling cb. */
+int wh_api_audit(wh_api_t *a, const char *from, const char *to, int format, bool bom,
+                 wh_cmd_audit_cb cb, void *arg);
+/* Audits still running: the daemon waits for them before it stops. */
+size_t wh_api_busy(const wh_api_t *a);
 
 /* Counts a finished request for GET /metrics (called from the request log):
  * status 0 when the connection closed first. Accepts a NULL a. */

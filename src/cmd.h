@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <uv.h>
 
 #include "engine/workflow.h"
 #include "src/config.h"
@@ -30,5 +31,14 @@ enum { WH_AUDIT_JSON, WH_AUDIT_CSV };
 int wh_cmd_audit_answer(const wh_config_t *cfg, const wh_workflow_t *const *wfs, size_t nwfs,
                         const char *from_s, const char *to_s, int format, bool bom, char **body,
                         size_t *len, char *err, size_t errlen);
+
+/* The same on libuv's thread pool: cb runs on the loop's thread with the
+ * result; body is the callback's to free. cfg and wfs must stay valid until
+ * then (the API holds them); from_s/to_s are copied. Returns 0, or
+ * WH_ENOMEM / WH_EIO without calling cb. */
+typedef void (*wh_cmd_audit_cb)(int rc, char *body, size_t len, const char *err, void *arg);
+int wh_cmd_audit_queue(uv_loop_t *loop, const wh_config_t *cfg, const wh_workflow_t *const *wfs,
+                       size_t nwfs, const char *from_s, const char *to_s, int format, bool bom,
+                       wh_cmd_audit_cb cb, void *arg);
 
 #endif

@@ -133,6 +133,72 @@ out:
     return rc;
 }
 
+/* ---- off the loop's thread ---- */
+
+typedef struct {
+    uv_work_t work;
+    const wh_config_t *cfg;
+    const wh_workflow_t *const *wfs;
+    size_t nwfs;
+    char *from, *to;
+    int format;
+    bool bom;
+    wh_cmd_audit_cb cb;
+    void *arg;
+    int rc;
+    char *body;
+    size_t len;
+    char err[256];
+} audit_job_t;
+
+static void job_free(audit_job_t *j)
+{
+    free(j->from);
+    free(j->to);
+    free(j);
+}
+
+static void job_run(uv_work_t *w)
+{
+    audit_job_t *j = w->data;
+    j->rc = wh_cmd_audit_answer(j->cfg, j->wfs, j->nwfs, j->from, j->to, j->format, j->bom,
+                                &j->body, &j->len, j->err, sizeof(j->err));
+}
+
+static void job_done(uv_work_t *w, int status)
+{
+    audit_job_t *j = w->data;
+    if (status != 0 && j->rc == 0) { /* cancelled: never ran */
+        j->rc = WH_ECLOSED;
+        snprintf(j->err, sizeof(j->err), "%s", wh_strerror(j->rc));
+    }
+    j->cb(j->rc, j->body, j->len, j->err, j->arg);
+    job_free(j);
+}
+
+int wh_cmd_audit_queue(uv_loop_t *loop, const wh_config_t *cfg, const wh_workflow_t *const *wfs,
+                       size_t nwfs, const char *from_s, const char *to_s, int format, bool bom,
+                       wh_cmd_audit_cb cb, void *arg)
+{
+    audit_job_t *j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return WH_ENOMEM;
+    *j = (audit_job_t){
+        .cfg = cfg, .wfs = wfs, .nwfs = nwfs, .format = format, .bom = bom, .cb = cb, .arg = arg
+    };
+    j->work.data = j;
+    if ((from_s != NULL && (j->from = strdup(from_s)) == NULL) ||
+        (to_s != NULL && (j->to = strdup(to_s)) == NULL)) {
+        job_free(j);
+        return WH_ENOMEM;
+    }
+    if (uv_queue_work(loop, &j->work, job_run, job_done) != 0) {
+        job_free(j);
+        return WH_EIO;
+    }
+    return 0;
+}
+
 /* ---- the table ---- */
 
 static void pad(FILE *out, const char *s, size_t width, bool right)

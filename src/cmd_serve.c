@@ -45,6 +45,7 @@ typedef struct {
     size_t ncals;
     wh_workflow_t **wfs;
     size_t nwfs;
+    int refs; /* the server's, plus one per audit running on the thread pool */
 } bundle_t;
 
 typedef struct {
@@ -81,7 +82,7 @@ static void usage(FILE *out)
 
 static void bundle_free(bundle_t *b)
 {
-    if (b == NULL)
+    if (b == NULL || --b->refs > 0)
         return;
     for (size_t i = 0; i < b->ncals; i++)
         wh_calendar_free(b->cals[i]);
@@ -93,6 +94,19 @@ static void bundle_free(bundle_t *b)
     wh_tz_free(b->tz);
     wh_config_free(b->cfg);
     free(b);
+}
+
+/* A reload replaces the bundle while an audit may still read it on the
+ * thread pool: the audit holds it (wh_api_state_t.hold) and the last
+ * release frees it. Both run on the loop's thread. */
+static void bundle_hold(void *b)
+{
+    ((bundle_t *)b)->refs++;
+}
+
+static void bundle_release(void *b)
+{
+    bundle_free(b);
 }
 
 static void load_calendars(bundle_t *b, wh_diag_t *diag)
@@ -195,6 +209,7 @@ static int bundle_load(const char *path, bundle_t **out)
         fputs("whistle: out of memory\n", stderr);
         goto out;
     }
+    b->refs = 1;
     if (wh_config_load(path, diag, &b->cfg) != 0)
         goto out;
     if (wh_tz_load(b->cfg->timezone, &b->tz) != 0) {
@@ -269,7 +284,11 @@ static int open_engine(server_t *s, bundle_t *b)
                                 .action_ttl_s = b->cfg->action_ttl_s };
     wh_api_state_t st = { .cfg = b->cfg,
                           .workflows = (const wh_workflow_t *const *)b->wfs,
-                          .nworkflows = b->nwfs };
+                          .nworkflows = b->nwfs,
+                          .loop = &s->loop,
+                          .hold = bundle_hold,
+                          .release = bundle_release,
+                          .owner = b };
     char err[512] = "";
     int rc = wh_engine_open(&opt, &s->engine, err, sizeof(err));
 
@@ -356,7 +375,9 @@ static void on_drain(uv_timer_t *t)
     server_t *s = t->data;
     bool idle =
         (s->engine == NULL || wh_engine_queued(s->engine) == 0) && wh_http_inflight(s->http) == 0;
-    if (idle || uv_now(&s->loop) >= s->stop_deadline)
+    /* An audit on the thread pool answers its request when it ends, so the
+     * server waits for it even past the deadline (it is bounded: one scan). */
+    if ((idle || uv_now(&s->loop) >= s->stop_deadline) && wh_api_busy(s->api) == 0)
         finish(s);
 }
 

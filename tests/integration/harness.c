@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +52,41 @@ void wh_test_write_file(const char *path, const char *text)
     cr_assert_not_null(f, "%s", path);
     fputs(text, f);
     fclose(f);
+}
+
+void wh_test_write_city(const char *extra)
+{
+    char path[600], text[4096], wf[300];
+    snprintf(wf, sizeof(wf), "%s/workflows", wh_test_dir);
+    cr_assert_eq(mkdir(wf, 0755), 0);
+    snprintf(path, sizeof(path), "%s/street-whistle.yaml", wf);
+    cr_assert_eq(symlink(WH_SOURCE_DIR "/workflows/street-whistle.yaml", path), 0);
+    snprintf(text, sizeof(text),
+             "listen: 127.0.0.1:8080\n"
+             "database: %s/var/whistle.db\n"
+             "workflows: %s\n"
+             "timezone: Asia/Shanghai\n"
+             "calendars:\n"
+             "  workdays: " WH_SOURCE_DIR "/examples/calendars/cn.yaml\n"
+             "orgs:\n"
+             "  - { id: xintan-street, name: 新滩, kind: street, token: tok-xintan }\n"
+             "  - { id: fire-brigade, name: 消防, kind: department, parent: beita-district, "
+             "token: tok-fire }\n"
+             "  - { id: housing-bureau, name: 住建, kind: department, parent: beita-district, "
+             "token: tok-housing }\n"
+             "  - { id: development-reform, name: 发改, kind: department, parent: "
+             "beita-district, token: tok-dev }\n"
+             "  - { id: market-regulation, name: 市场, kind: department, parent: "
+             "beita-district, token: tok-market }\n"
+             "  - { id: beita-district, name: 北塔区, kind: district, parent: "
+             "city-joint-meeting, token: tok-district }\n"
+             "  - { id: city-joint-meeting, name: 联席会议, kind: joint-meeting, token: "
+             "tok-joint }\n"
+             "  - { id: city-supervision, name: 督查室, kind: supervisor, token: tok-super }\n"
+             "%s",
+             wh_test_dir, wf, extra != NULL ? extra : "");
+    snprintf(path, sizeof(path), "%s/whistle.yaml", wh_test_dir);
+    wh_test_write_file(path, text);
 }
 
 char *wh_test_read_file(const char *path)
