@@ -916,14 +916,15 @@ static void audit_done(int rc, char *body, size_t len, const char *err, void *ar
 int wh_api_audit(wh_api_t *a, const char *from, const char *to, int format, bool bom,
                  wh_cmd_audit_cb cb, void *arg)
 {
+    const wh_cmd_audit_env_t env = { a->st.cfg, a->st.workflows, a->st.nworkflows,
+                                     a->st.tz,  a->st.calendars, a->st.ncalendars };
     audit_call_t *c;
     char err[256] = "", *body = NULL;
     size_t len = 0;
     int rc;
 
-    if (a->st.loop == NULL) { /* no loop to return to: here and now */
-        rc = wh_cmd_audit_answer(a->st.cfg, a->st.workflows, a->st.nworkflows, from, to, format,
-                                 bom, &body, &len, err, sizeof(err));
+    if (a->st.loop == NULL || a->st.tz == NULL) { /* no loop to return to: here and now */
+        rc = wh_cmd_audit_answer(&env, from, to, format, bom, &body, &len, err, sizeof(err));
         cb(rc, body, len, err, arg);
         return 0;
     }
@@ -933,8 +934,7 @@ int wh_api_audit(wh_api_t *a, const char *from, const char *to, int format, bool
     if (c->st.hold != NULL)
         c->st.hold(c->st.owner);
     a->busy++;
-    rc = wh_cmd_audit_queue(a->st.loop, a->st.cfg, a->st.workflows, a->st.nworkflows, from, to,
-                            format, bom, audit_done, c);
+    rc = wh_cmd_audit_queue(a->st.loop, &env, from, to, format, bom, audit_done, c);
     if (rc != 0) {
         if (c->st.release != NULL)
             c->st.release(c->st.owner);

@@ -26,6 +26,9 @@ typedef struct {
     const wh_config_t *cfg;
     const wh_workflow_t *const *workflows;
     size_t nworkflows;
+    const wh_tz_t *tz; /* the config's zone and calendars, loaded (audits read them) */
+    const wh_engine_calendar_t *calendars;
+    size_t ncalendars;
     /* Audits run on libuv's thread pool (loop NULL: on the caller's
      * thread); meanwhile hold(owner) keeps cfg and workflows alive across a
      * reload, until release(owner). Both may be NULL. */

@@ -45,12 +45,11 @@ static void env_close(env_t *env)
 
 /* Calendars that fail to load are skipped: the audit then counts workday
  * deadlines without holidays, which the breached rows usually override. */
-static int env_open(const wh_config_t *cfg, env_t *env, char *err, size_t errlen)
+static int env_load(const wh_config_t *cfg, env_t *env, char *err, size_t errlen)
 {
     wh_diag_t *diag = wh_diag_new();
     int rc = WH_ENOMEM;
 
-    memset(env, 0, sizeof(*env));
     env->cals = calloc(cfg->ncalendars + 1, sizeof(*env->cals));
     env->ecals = calloc(cfg->ncalendars + 1, sizeof(*env->ecals));
     if (diag == NULL || env->cals == NULL || env->ecals == NULL)
@@ -66,10 +65,24 @@ static int env_open(const wh_config_t *cfg, env_t *env, char *err, size_t errlen
         env->cals[env->ncals] = cal;
         env->ecals[env->ncals++] = (wh_engine_calendar_t){ cfg->calendars[i].name, cal };
     }
-    rc = wh_store_open(cfg->database, cfg->durability == WH_DURABILITY_FULL, true, &env->store, err,
-                       errlen);
+    rc = 0;
 out:
     wh_diag_free(diag);
+    return rc;
+}
+
+/* The zone and calendars from e, or loaded; and a read-only connection. */
+static int env_open(const wh_cmd_audit_env_t *e, env_t *env, char *err, size_t errlen)
+{
+    const wh_config_t *cfg = e->cfg;
+    int rc = 0;
+
+    memset(env, 0, sizeof(*env));
+    if (e->tz == NULL)
+        rc = env_load(cfg, env, err, errlen);
+    if (rc == 0)
+        rc = wh_store_open(cfg->database, cfg->durability == WH_DURABILITY_FULL, true, &env->store,
+                           err, errlen);
     if (rc != 0)
         env_close(env);
     return rc;
@@ -95,9 +108,8 @@ static int window(const char *from_s, const char *to_s, const wh_tz_t *tz, int64
     return 0;
 }
 
-int wh_cmd_audit_answer(const wh_config_t *cfg, const wh_workflow_t *const *wfs, size_t nwfs,
-                        const char *from_s, const char *to_s, int format, bool bom, char **body,
-                        size_t *len, char *err, size_t errlen)
+int wh_cmd_audit_answer(const wh_cmd_audit_env_t *e, const char *from_s, const char *to_s,
+                        int format, bool bom, char **body, size_t *len, char *err, size_t errlen)
 {
     env_t env;
     int64_t now = (int64_t)time(NULL), from, to;
@@ -106,17 +118,18 @@ int wh_cmd_audit_answer(const wh_config_t *cfg, const wh_workflow_t *const *wfs,
 
     *body = NULL;
     *len = 0;
-    if ((rc = env_open(cfg, &env, err, errlen)) != 0)
+    if ((rc = env_open(e, &env, err, errlen)) != 0)
         return rc == WH_ETZ || rc == WH_ENOMEM ? rc : WH_ESTORAGE;
-    if ((rc = window(from_s, to_s, env.tz, now, &from, &to, err, errlen)) != 0)
+    const wh_tz_t *tz = e->tz ? e->tz : env.tz;
+    if ((rc = window(from_s, to_s, tz, now, &from, &to, err, errlen)) != 0)
         goto out;
     wh_audit_options_t o = { .store = env.store,
-                             .dir = &cfg->dir,
-                             .workflows = wfs,
-                             .nworkflows = nwfs,
-                             .calendars = env.ecals,
-                             .ncalendars = env.ncals,
-                             .tz = env.tz,
+                             .dir = &e->cfg->dir,
+                             .workflows = e->wfs,
+                             .nworkflows = e->nwfs,
+                             .calendars = e->tz ? e->cals : env.ecals,
+                             .ncalendars = e->tz ? e->ncals : env.ncals,
+                             .tz = tz,
                              .now = now };
     if (format == WH_AUDIT_CSV) {
         rc = wh_audit_tickets_csv(&o, from, to, bom, body, len);
@@ -137,9 +150,7 @@ out:
 
 typedef struct {
     uv_work_t work;
-    const wh_config_t *cfg;
-    const wh_workflow_t *const *wfs;
-    size_t nwfs;
+    wh_cmd_audit_env_t env;
     char *from, *to;
     int format;
     bool bom;
@@ -161,8 +172,8 @@ static void job_free(audit_job_t *j)
 static void job_run(uv_work_t *w)
 {
     audit_job_t *j = w->data;
-    j->rc = wh_cmd_audit_answer(j->cfg, j->wfs, j->nwfs, j->from, j->to, j->format, j->bom,
-                                &j->body, &j->len, j->err, sizeof(j->err));
+    j->rc = wh_cmd_audit_answer(&j->env, j->from, j->to, j->format, j->bom, &j->body, &j->len,
+                                j->err, sizeof(j->err));
 }
 
 static void job_done(uv_work_t *w, int status)
@@ -176,16 +187,13 @@ static void job_done(uv_work_t *w, int status)
     job_free(j);
 }
 
-int wh_cmd_audit_queue(uv_loop_t *loop, const wh_config_t *cfg, const wh_workflow_t *const *wfs,
-                       size_t nwfs, const char *from_s, const char *to_s, int format, bool bom,
-                       wh_cmd_audit_cb cb, void *arg)
+int wh_cmd_audit_queue(uv_loop_t *loop, const wh_cmd_audit_env_t *env, const char *from_s,
+                       const char *to_s, int format, bool bom, wh_cmd_audit_cb cb, void *arg)
 {
-    audit_job_t *j = calloc(1, sizeof(*j));
+    audit_job_t *j = env->tz != NULL ? calloc(1, sizeof(*j)) : NULL;
     if (j == NULL)
         return WH_ENOMEM;
-    *j = (audit_job_t){
-        .cfg = cfg, .wfs = wfs, .nwfs = nwfs, .format = format, .bom = bom, .cb = cb, .arg = arg
-    };
+    *j = (audit_job_t){ .env = *env, .format = format, .bom = bom, .cb = cb, .arg = arg };
     j->work.data = j;
     if ((from_s != NULL && (j->from = strdup(from_s)) == NULL) ||
         (to_s != NULL && (j->to = strdup(to_s)) == NULL)) {
@@ -395,8 +403,8 @@ static int run_audit(const wh_config_t *cfg, const args_t *a, wh_diag_t *diag)
         free_workflows(wfs, nwfs);
         return WH_EXIT_INVALID;
     }
-    rc = wh_cmd_audit_answer(cfg, (const wh_workflow_t *const *)wfs, nwfs, a->from, a->to, format,
-                             false, &body, &len, err, sizeof(err));
+    wh_cmd_audit_env_t env = { .cfg = cfg, .wfs = (const wh_workflow_t *const *)wfs, .nwfs = nwfs };
+    rc = wh_cmd_audit_answer(&env, a->from, a->to, format, false, &body, &len, err, sizeof(err));
     if (rc != 0)
         fprintf(stderr, "whistle audit: %s\n", err);
     else if (strcmp(a->format, "table") == 0 && (rep = json_loads(body, 0, NULL)) != NULL)
