@@ -20,6 +20,7 @@
 #include "engine/actions.h"
 #include "engine/error.h"
 #include "src/cmd.h"
+#include "src/html.h"
 #include "src/metrics.h"
 #include "notifiers/webhook.h"
 
@@ -647,31 +648,6 @@ static bool prefers_html(wh_http_req_t *r)
     return accept != NULL && accept_q(accept, "text/html") > accept_q(accept, "application/json");
 }
 
-static void html_escape(FILE *f, const char *s)
-{
-    for (; s != NULL && *s != '\0'; s++) {
-        switch (*s) {
-        case '<':
-            fputs("&lt;", f);
-            break;
-        case '>':
-            fputs("&gt;", f);
-            break;
-        case '&':
-            fputs("&amp;", f);
-            break;
-        case '"':
-            fputs("&quot;", f);
-            break;
-        case '\'':
-            fputs("&#39;", f);
-            break;
-        default:
-            fputc(*s, f);
-        }
-    }
-}
-
 /* A small self-contained page: no scripts, no external resources (the CSP
  * header says so too). ticket may be NULL; form adds the POST button. */
 static void reply_html(wh_http_req_t *r, int status, const char *heading, const char *text,
@@ -697,30 +673,30 @@ static void reply_html(wh_http_req_t *r, int status, const char *heading, const 
         return;
     }
     fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>", f);
-    html_escape(f, heading);
+    wh_html_escape(f, heading);
     fputs("</title></head><body>\n<h1>", f);
-    html_escape(f, heading);
+    wh_html_escape(f, heading);
     fputs("</h1>\n<p>", f);
-    html_escape(f, text);
+    wh_html_escape(f, text);
     fputs("</p>\n", f);
     if (ticket != NULL) {
         const char *keys[] = { "id", "title", "state" };
         fputs("<dl>", f);
         for (int i = 0; i < 3; i++) {
             fprintf(f, "<dt>%s</dt><dd class=\"%s\">", keys[i], keys[i]);
-            html_escape(f, json_string_value(json_object_get(ticket, keys[i])));
+            wh_html_escape(f, json_string_value(json_object_get(ticket, keys[i])));
             fputs("</dd>", f);
         }
         if (event != NULL) {
             fputs("<dt>event</dt><dd class=\"event\">", f);
-            html_escape(f, event);
+            wh_html_escape(f, event);
             fputs("</dd>", f);
         }
         fputs("</dl>\n", f);
     }
     if (form) {
         fputs("<form method=\"post\"><button type=\"submit\">", f);
-        html_escape(f, event);
+        wh_html_escape(f, event);
         fputs("</button></form>\n", f);
     }
     fputs("</body></html>\n", f);

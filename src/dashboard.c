@@ -11,6 +11,7 @@
 
 #include "engine/error.h"
 #include "src/cmd.h"
+#include "src/html.h"
 
 #define COOKIE        "whistle_token"
 #define MAX_TOKEN     1024 /* longer sign-in tokens are refused unread */
@@ -85,32 +86,6 @@ bool wh_dashboard_owns(const char *path)
 {
     return strcmp(path, "/") == 0 || strcmp(path, "/signin") == 0 ||
            strcmp(path, "/signout") == 0 || strncmp(path, "/tickets/", 9) == 0;
-}
-
-/* Escapes text for element content and double-quoted attribute values. */
-static void esc(FILE *f, const char *s)
-{
-    for (; s != NULL && *s != '\0'; s++) {
-        switch (*s) {
-        case '<':
-            fputs("&lt;", f);
-            break;
-        case '>':
-            fputs("&gt;", f);
-            break;
-        case '&':
-            fputs("&amp;", f);
-            break;
-        case '"':
-            fputs("&quot;", f);
-            break;
-        case '\'':
-            fputs("&#39;", f);
-            break;
-        default:
-            fputc(*s, f);
-        }
-    }
 }
 
 static const char *jstr(const json_t *o, const char *key)
@@ -229,7 +204,7 @@ static void page_head(FILE *f, const char *title)
     fputs("<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\n"
           "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>",
           f);
-    esc(f, title);
+    wh_html_escape(f, title);
     fprintf(f, " \xc2\xb7 whistle</title>\n<style>%s</style>\n</head>\n<body>\n", css);
 }
 
@@ -239,9 +214,9 @@ static void page_bar(FILE *f, const wh_api_state_t *st, int org)
     fputs("<header><a class=\"brand\" href=\"/\">whistle \xc2\xb7 督查</a>"
           "<span class=\"who\">",
           f);
-    esc(f, st->cfg->dir.orgs[org].name);
+    wh_html_escape(f, st->cfg->dir.orgs[org].name);
     fputs(" (", f);
-    esc(f, st->cfg->dir.orgs[org].id);
+    wh_html_escape(f, st->cfg->dir.orgs[org].id);
     fputs(")</span><form method=\"post\" action=\"/signout\">"
           "<button type=\"submit\">Sign out</button></form></header>\n<main>\n",
           f);
@@ -260,9 +235,9 @@ static void message_page(wh_http_req_t *r, const wh_api_state_t *st, int org, in
     else
         fputs("<main>\n", p.f);
     fputs("<h1>", p.f);
-    esc(p.f, heading);
+    wh_html_escape(p.f, heading);
     fputs("</h1>\n<p class=\"error\" role=\"alert\">", p.f);
-    esc(p.f, text);
+    wh_html_escape(p.f, text);
     fputs("</p>\n<p><a href=\"/\">Back to the dashboard</a></p>\n</main></body></html>\n", p.f);
     page_send(&p, r, status, extra);
 }
@@ -280,7 +255,7 @@ static void signin_page(wh_http_req_t *r, int status, const char *msg, const cha
           p.f);
     if (msg != NULL) {
         fputs("<p class=\"error\" id=\"signin-error\" role=\"alert\">", p.f);
-        esc(p.f, msg);
+        wh_html_escape(p.f, msg);
         fputs("</p>\n", p.f);
     }
     fputs("<form id=\"signin\" method=\"post\" action=\"/signin\">\n"
@@ -540,7 +515,7 @@ static void svg_label(FILE *f, const json_t *d, size_t row)
 {
     int y = SVG_TOP + (int)row * SVG_BLOCK + (3 * (SVG_BAR + SVG_BAR_GAP)) / 2 + 8;
     fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", SVG_LABEL - 10, y);
-    esc(f, jstr(d, "name") != NULL ? jstr(d, "name") : jstr(d, "org"));
+    wh_html_escape(f, jstr(d, "name") != NULL ? jstr(d, "name") : jstr(d, "org"));
     fputs("</text>\n", f);
 }
 
@@ -666,9 +641,9 @@ static void window_form(FILE *f, const char *from, const char *to)
     fputs("<section><form class=\"window\" id=\"window\" method=\"get\" action=\"/\">"
           "<label for=\"from\">from (date or RFC 3339)<input id=\"from\" name=\"from\" value=\"",
           f);
-    esc(f, from);
+    wh_html_escape(f, from);
     fputs("\"></label><label for=\"to\">to<input id=\"to\" name=\"to\" value=\"", f);
-    esc(f, to);
+    wh_html_escape(f, to);
     fputs("\"></label><button type=\"submit\">Show</button>"
           "<span class=\"muted\">Tickets raised in [from, to); overdue counts ignore the window."
           "</span></form></section>\n",
@@ -699,11 +674,11 @@ static void scorecards_row(FILE *f, const json_t *d, size_t rank)
     char text[32];
 
     fputs("<tr data-org=\"", f);
-    esc(f, jstr(d, "org"));
+    wh_html_escape(f, jstr(d, "org"));
     fprintf(f, "\"><td class=\"num rank\">%zu</td><td class=\"name\">", rank);
-    esc(f, jstr(d, "name"));
+    wh_html_escape(f, jstr(d, "name"));
     fputs("<br><small>", f);
-    esc(f, jstr(d, "org"));
+    wh_html_escape(f, jstr(d, "org"));
     fputs("</small></td>", f);
     for (size_t k = 0; k < 5; k++)
         count_cell(f, d, count_keys[k]);
@@ -778,7 +753,7 @@ static void assignee_names(FILE *f, const wh_api_state_t *st, const json_t *t)
         if (!json_is_true(json_object_get(as, "active")))
             continue;
         fputs(first ? "" : "、", f);
-        esc(f, org_name(st, jstr(as, "org")));
+        wh_html_escape(f, org_name(st, jstr(as, "org")));
         first = false;
     }
 }
@@ -789,27 +764,27 @@ static void overdue_item(FILE *f, const wh_api_state_t *st, const json_t *t)
     json_t *c;
 
     fputs("<li data-id=\"", f);
-    esc(f, jstr(t, "id"));
+    wh_html_escape(f, jstr(t, "id"));
     fputs("\"><a href=\"/tickets/", f);
-    esc(f, jstr(t, "id"));
+    wh_html_escape(f, jstr(t, "id"));
     fputs("\">", f);
-    esc(f, jstr(t, "id"));
+    wh_html_escape(f, jstr(t, "id"));
     fputs("</a> <span class=\"state\">", f);
-    esc(f, jstr(t, "state"));
+    wh_html_escape(f, jstr(t, "state"));
     fputs("</span> <span class=\"title\">", f);
-    esc(f, jstr(t, "title"));
+    wh_html_escape(f, jstr(t, "title"));
     fputs("</span> <span class=\"muted\">\xc2\xb7 ", f);
     assignee_names(f, st, t);
     if (jstr(t, "due_at") != NULL) {
         fputs(" \xc2\xb7 due ", f);
-        esc(f, jstr(t, "due_at"));
+        wh_html_escape(f, jstr(t, "due_at"));
     }
     json_array_foreach(json_object_get(t, "clocks"), i, c)
     {
         fputs(" \xc2\xb7 clock ", f);
-        esc(f, jstr(c, "name"));
+        wh_html_escape(f, jstr(c, "name"));
         fputs(" due ", f);
-        esc(f, jstr(c, "due_at"));
+        wh_html_escape(f, jstr(c, "due_at"));
     }
     fputs("</span></li>\n", f);
 }
@@ -881,7 +856,7 @@ static void render_dashboard(int rc, char *body, size_t len, const char *err, vo
                 audit != NULL ? jstr(audit, "to") : c->to);
     if (rc == WH_EPARSE) {
         fputs("<p class=\"error\" id=\"window-error\" role=\"alert\">", p.f);
-        esc(p.f, err);
+        wh_html_escape(p.f, err);
         fputs("</p>\n", p.f);
     } else if (scorecards(p.f, audit) != 0) {
         fputs("<p class=\"error\">out of memory</p>\n", p.f);
@@ -921,7 +896,7 @@ static void get_dashboard(wh_http_req_t *r, wh_api_t *a, const wh_api_state_t *s
 static void field(FILE *f, const char *label, const char *cls, const char *value)
 {
     fprintf(f, "<dt>%s</dt><dd class=\"%s\">", label, cls);
-    esc(f, value != NULL ? value : NO_VALUE);
+    wh_html_escape(f, value != NULL ? value : NO_VALUE);
     fputs("</dd>\n", f);
 }
 
@@ -966,9 +941,9 @@ static void clocks_table(FILE *f, const json_t *t)
     json_array_foreach(json_object_get(t, "clocks"), i, c)
     {
         fputs("<tr><td>", f);
-        esc(f, jstr(c, "name"));
+        wh_html_escape(f, jstr(c, "name"));
         fputs("</td><td>", f);
-        esc(f, jstr(c, "due_at") != NULL ? jstr(c, "due_at") : NO_VALUE);
+        wh_html_escape(f, jstr(c, "due_at") != NULL ? jstr(c, "due_at") : NO_VALUE);
         fprintf(f,
                 "</td><td>%s</td><td class=\"num\">%" JSON_INTEGER_FORMAT "</td><td>%s</td></tr>\n",
                 json_is_true(json_object_get(c, "running")) ? "yes" : "no",
@@ -987,19 +962,20 @@ static void event_row(FILE *f, const wh_api_state_t *st, const json_t *e)
             "</td><td class=\"at\">",
             json_integer_value(json_object_get(e, "seq")),
             json_integer_value(json_object_get(e, "seq")));
-    esc(f, jstr(e, "at"));
+    wh_html_escape(f, jstr(e, "at"));
     fputs("</td><td class=\"event\">", f);
-    esc(f, jstr(e, "event"));
+    wh_html_escape(f, jstr(e, "event"));
     fputs("</td><td class=\"actor\">", f);
-    esc(f, org_name(st, jstr(e, "actor")));
+    wh_html_escape(f, org_name(st, jstr(e, "actor")));
     fputs("</td><td class=\"states\">", f);
-    esc(f, jstr(e, "from"));
+    wh_html_escape(f, jstr(e, "from"));
     fputs(jstr(e, "from") != NULL ? " \xe2\x86\x92 " : "\xe2\x86\x92 ", f);
-    esc(f, jstr(e, "to"));
+    wh_html_escape(f, jstr(e, "to"));
     fputs("</td><td class=\"note\">", f);
-    esc(f, jstr(e, "note"));
+    wh_html_escape(f, jstr(e, "note"));
     fputs("</td><td class=\"data\"><code>", f);
-    esc(f, data != NULL && strcmp(data, "{}") != 0 && strcmp(data, "null") != 0 ? data : "");
+    wh_html_escape(f, data != NULL && strcmp(data, "{}") != 0 && strcmp(data, "null") != 0 ? data
+                                                                                           : "");
     fputs("</code></td></tr>\n", f);
     free(data);
 }
@@ -1044,9 +1020,9 @@ static void get_ticket_page(wh_http_req_t *r, const wh_api_state_t *st, int org,
     page_head(p.f, jstr(t, "id"));
     page_bar(p.f, st, org);
     fputs("<p><a href=\"/\">\xe2\x86\x90 dashboard</a></p>\n<h1 id=\"ticket-title\">", p.f);
-    esc(p.f, jstr(t, "title"));
+    wh_html_escape(p.f, jstr(t, "title"));
     fputs(" <small class=\"muted\" id=\"ticket-id\">", p.f);
-    esc(p.f, jstr(t, "id"));
+    wh_html_escape(p.f, jstr(t, "id"));
     fputs("</small></h1>\n", p.f);
     ticket_fields(p.f, st, t);
     clocks_table(p.f, t);

@@ -54,13 +54,19 @@ void wh_test_write_file(const char *path, const char *text)
     fclose(f);
 }
 
-void wh_test_write_city(const char *extra)
+void wh_test_write_city(const char *const *workflows, const char *extra)
 {
-    char path[600], text[4096], wf[300];
+    static const char *const only[] = { "workflows/street-whistle.yaml", NULL };
+    char path[600], src[600], text[4096], wf[300];
+
     snprintf(wf, sizeof(wf), "%s/workflows", wh_test_dir);
     cr_assert_eq(mkdir(wf, 0755), 0);
-    snprintf(path, sizeof(path), "%s/street-whistle.yaml", wf);
-    cr_assert_eq(symlink(WH_SOURCE_DIR "/workflows/street-whistle.yaml", path), 0);
+    for (const char *const *w = workflows ? workflows : only; *w != NULL; w++) {
+        const char *base = strrchr(*w, '/');
+        snprintf(path, sizeof(path), "%s/%s", wf, base ? base + 1 : *w);
+        snprintf(src, sizeof(src), "%s/%s", WH_SOURCE_DIR, *w);
+        cr_assert_eq(symlink(src, path), 0, "%s", path);
+    }
     snprintf(text, sizeof(text),
              "listen: 127.0.0.1:8080\n"
              "database: %s/var/whistle.db\n"
@@ -68,8 +74,10 @@ void wh_test_write_city(const char *extra)
              "timezone: Asia/Shanghai\n"
              "calendars:\n"
              "  workdays: " WH_SOURCE_DIR "/examples/calendars/cn.yaml\n"
+             "%s"
              "orgs:\n"
              "  - { id: xintan-street, name: 新滩, kind: street, token: tok-xintan }\n"
+             "  - { id: beita-street, name: 北塔街道, kind: street, token: tok-beita }\n"
              "  - { id: fire-brigade, name: 消防, kind: department, parent: beita-district, "
              "token: tok-fire }\n"
              "  - { id: housing-bureau, name: 住建, kind: department, parent: beita-district, "
@@ -82,8 +90,7 @@ void wh_test_write_city(const char *extra)
              "city-joint-meeting, token: tok-district }\n"
              "  - { id: city-joint-meeting, name: 联席会议, kind: joint-meeting, token: "
              "tok-joint }\n"
-             "  - { id: city-supervision, name: 督查室, kind: supervisor, token: tok-super }\n"
-             "%s",
+             "  - { id: city-supervision, name: 督查室, kind: supervisor, token: tok-super }\n",
              wh_test_dir, wf, extra != NULL ? extra : "");
     snprintf(path, sizeof(path), "%s/whistle.yaml", wh_test_dir);
     wh_test_write_file(path, text);

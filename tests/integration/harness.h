@@ -31,14 +31,15 @@ void wh_test_dir_remove(void);
 
 /* Writes text to path (asserts it can). */
 void wh_test_write_file(const char *path, const char *text);
-/* Writes wh_test_dir/whistle.yaml for the test city: a street office
- * (tok-xintan), four departments (tok-fire, tok-housing, tok-dev,
- * tok-market) under a district (tok-district), the joint meeting
+/* Writes wh_test_dir/whistle.yaml for the test city: two street offices
+ * (tok-xintan, tok-beita), four departments (tok-fire, tok-housing,
+ * tok-dev, tok-market) under a district (tok-district), the joint meeting
  * (tok-joint) and a supervisor (tok-super); timezone Asia/Shanghai, the
- * shipped calendar; the workflows in wh_test_dir/workflows, where the shipped
- * street-whistle.yaml is linked. extra (NULL or top-level YAML lines) is
- * appended. */
-void wh_test_write_city(const char *extra);
+ * shipped calendar. The workflows folder is wh_test_dir/workflows, holding
+ * links to workflows (paths under WH_SOURCE_DIR, NULL-terminated; NULL: the
+ * shipped street-whistle.yaml). extra (NULL or top-level YAML lines) goes
+ * before the orgs. */
+void wh_test_write_city(const char *const *workflows, const char *extra);
 
 /* The file's contents (at most 1 MiB, NUL-terminated); an empty string when
  * it cannot be read. The caller frees it. */

@@ -14,7 +14,7 @@
 static void setup(void)
 {
     wh_test_dir_make("wh-metrics");
-    wh_test_write_city(NULL);
+    wh_test_write_city(NULL, NULL);
     wh_test_daemon_start();
 }
 

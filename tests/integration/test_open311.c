@@ -35,43 +35,13 @@ static void write_v2(const char *wf)
 
 static void write_config(void)
 {
-    char path[600], text[4096], wf[300];
+    static const char *const wfs[] = { "workflows/street-whistle.yaml",
+                                       "workflows/hotline-12345.yaml", NULL };
+    char wf[300];
+    wh_test_write_city(wfs, "public_url: https://whistle.example.cn\n"
+                            "open311:\n  jurisdiction_id: shaoyang.gov.cn\n");
     snprintf(wf, sizeof(wf), "%s/workflows", wh_test_dir);
-    cr_assert_eq(mkdir(wf, 0755), 0);
-    snprintf(path, sizeof(path), "%s/street-whistle.yaml", wf);
-    cr_assert_eq(symlink(WH_SOURCE_DIR "/workflows/street-whistle.yaml", path), 0);
-    snprintf(path, sizeof(path), "%s/hotline-12345.yaml", wf);
-    cr_assert_eq(symlink(WH_SOURCE_DIR "/workflows/hotline-12345.yaml", path), 0);
     write_v2(wf);
-    snprintf(text, sizeof(text),
-             "listen: 127.0.0.1:8080\n"
-             "database: %s/var/whistle.db\n"
-             "workflows: %s\n"
-             "public_url: https://whistle.example.cn\n"
-             "timezone: Asia/Shanghai\n"
-             "calendars:\n"
-             "  workdays: " WH_SOURCE_DIR "/examples/calendars/cn.yaml\n"
-             "open311:\n"
-             "  jurisdiction_id: shaoyang.gov.cn\n"
-             "orgs:\n"
-             "  - { id: xintan-street, name: 新滩, kind: street, token: tok-xintan }\n"
-             "  - { id: beita-street, name: 北塔街道, kind: street, token: tok-beita }\n"
-             "  - { id: fire-brigade, name: 消防, kind: department, parent: beita-district, "
-             "token: tok-fire }\n"
-             "  - { id: housing-bureau, name: 住建, kind: department, parent: beita-district, "
-             "token: tok-housing }\n"
-             "  - { id: development-reform, name: 发改, kind: department, parent: "
-             "beita-district, token: tok-dev }\n"
-             "  - { id: market-regulation, name: 市场, kind: department, parent: "
-             "beita-district, token: tok-market }\n"
-             "  - { id: beita-district, name: 北塔区, kind: district, parent: "
-             "city-joint-meeting, token: tok-district }\n"
-             "  - { id: city-joint-meeting, name: 联席会议, kind: joint-meeting, token: "
-             "tok-joint }\n"
-             "  - { id: city-supervision, name: 督查室, kind: supervisor, token: tok-super }\n",
-             wh_test_dir, wf);
-    snprintf(path, sizeof(path), "%s/whistle.yaml", wh_test_dir);
-    wh_test_write_file(path, text);
 }
 
 static void setup(void)

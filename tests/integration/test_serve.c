@@ -18,52 +18,15 @@
 
 /* ---- the daemon ---- */
 
-static void write_config(void)
-{
-    char path[600], text[4096], wf[300];
-    snprintf(wf, sizeof(wf), "%s/workflows", wh_test_dir);
-    cr_assert_eq(mkdir(wf, 0755), 0);
-    /* Both shipped workflows, and one without a default route (so that a
-     * category can be unknown). */
-    snprintf(path, sizeof(path), "%s/street-whistle.yaml", wf);
-    cr_assert_eq(symlink(WH_SOURCE_DIR "/workflows/street-whistle.yaml", path), 0);
-    snprintf(path, sizeof(path), "%s/hotline-12345.yaml", wf);
-    cr_assert_eq(symlink(WH_SOURCE_DIR "/workflows/hotline-12345.yaml", path), 0);
-    snprintf(path, sizeof(path), "%s/minimal.yaml", wf);
-    cr_assert_eq(symlink(WH_SOURCE_DIR "/tests/data/workflows/minimal.yaml", path), 0);
-    snprintf(text, sizeof(text),
-             "listen: 127.0.0.1:8080\n"
-             "database: %s/var/whistle.db\n"
-             "workflows: %s\n"
-             "timezone: Asia/Shanghai\n"
-             "calendars:\n"
-             "  workdays: " WH_SOURCE_DIR "/examples/calendars/cn.yaml\n"
-             "durability: full\n"
-             "orgs:\n"
-             "  - { id: xintan-street, name: 新滩, kind: street, token: tok-xintan }\n"
-             "  - { id: beita-street, name: 北塔街道, kind: street, token: tok-beita }\n"
-             "  - { id: fire-brigade, name: 消防, kind: department, parent: beita-district, "
-             "token: tok-fire }\n"
-             "  - { id: housing-bureau, name: 住建, kind: department, parent: beita-district, "
-             "token: tok-housing }\n"
-             "  - { id: development-reform, name: 发改, kind: department, parent: "
-             "beita-district, token: tok-dev }\n"
-             "  - { id: market-regulation, name: 市场, kind: department, parent: "
-             "beita-district, token: tok-market }\n"
-             "  - { id: beita-district, name: 北塔区, kind: district, parent: "
-             "city-joint-meeting, token: tok-district }\n"
-             "  - { id: city-joint-meeting, name: 联席会议, kind: joint-meeting, token: "
-             "tok-joint }\n"
-             "  - { id: city-supervision, name: 督查室, kind: supervisor, token: tok-super }\n",
-             wh_test_dir, wf);
-    snprintf(path, sizeof(path), "%s/whistle.yaml", wh_test_dir);
-    wh_test_write_file(path, text);
-}
-
 static void setup(void)
 {
     wh_test_dir_make("wh-serve");
-    write_config();
+    /* Both shipped workflows, and one without a default route (so that a
+     * category can be unknown). */
+    static const char *const wfs[] = { "workflows/street-whistle.yaml",
+                                       "workflows/hotline-12345.yaml",
+                                       "tests/data/workflows/minimal.yaml", NULL };
+    wh_test_write_city(wfs, "durability: full\n");
     wh_test_daemon_start();
 }
 
