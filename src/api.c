@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,20 +88,6 @@ struct wh_api_s {
 
 /* A refusal decided by the API itself (the body decoders' type). */
 typedef wh_refusal_t refusal_t;
-
-static int refuse(refusal_t *f, int status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int refuse(refusal_t *f, int status, const char *code, const char *fmt, ...)
-{
-    va_list ap;
-    f->status = status;
-    f->code = code;
-    va_start(ap, fmt);
-    vsnprintf(f->msg, sizeof(f->msg), fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* ---- answers ---- */
 
@@ -327,13 +312,13 @@ static int idempotency(wh_http_req_t *r, const char **key, char digest[65], refu
         return 0;
     for (size_t i = 0; k[i] != '\0'; i++)
         if (k[i] < 0x21 || k[i] > 0x7e || i >= MAX_KEY_LEN)
-            return refuse(f, 400, "bad_request",
-                          "Idempotency-Key must be 1-255 printable ASCII characters");
+            return wh_refuse(f, 400, "bad_request",
+                             "Idempotency-Key must be 1-255 printable ASCII characters");
     if (k[0] == '\0')
-        return refuse(f, 400, "bad_request",
-                      "Idempotency-Key must be 1-255 printable ASCII characters");
+        return wh_refuse(f, 400, "bad_request",
+                         "Idempotency-Key must be 1-255 printable ASCII characters");
     if ((ctx = EVP_MD_CTX_new()) == NULL)
-        return refuse(f, 503, "unavailable", "out of memory");
+        return wh_refuse(f, 503, "unavailable", "out of memory");
     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
     EVP_DigestUpdate(ctx, wh_http_path(r), strlen(wh_http_path(r)) + 1);
     EVP_DigestUpdate(ctx, body, len);
@@ -417,7 +402,7 @@ static int check_query(wh_http_req_t *r, const char *const *allowed, refusal_t *
     query_check_t c = { allowed, NULL };
     wh_http_query_each(r, query_known, &c);
     if (c.bad != NULL)
-        return refuse(f, 400, "bad_request", "unknown query parameter '%.60s'", c.bad);
+        return wh_refuse(f, 400, "bad_request", "unknown query parameter '%.60s'", c.bad);
     return 0;
 }
 
@@ -482,13 +467,14 @@ static int split_list(const char *name, const char *s, char **buf, const char **
     if (s == NULL)
         return 0;
     if ((*buf = strdup(s)) == NULL || (*v = calloc(MAX_LIST_ITEMS, sizeof(**v))) == NULL)
-        return refuse(f, 503, "unavailable", "out of memory");
+        return wh_refuse(f, 503, "unavailable", "out of memory");
     if (s[0] == '\0' || s[0] == ',' || s[strlen(s) - 1] == ',' || strstr(s, ",,") != NULL)
-        return refuse(f, 400, "bad_request", "'%s' must be a comma-separated list of names", name);
+        return wh_refuse(f, 400, "bad_request", "'%s' must be a comma-separated list of names",
+                         name);
     for (p = strtok_r(*buf, ",", &save); p != NULL; p = strtok_r(NULL, ",", &save)) {
         if (*n == MAX_LIST_ITEMS)
-            return refuse(f, 400, "bad_request", "'%s' lists more than %d names", name,
-                          MAX_LIST_ITEMS);
+            return wh_refuse(f, 400, "bad_request", "'%s' lists more than %d names", name,
+                             MAX_LIST_ITEMS);
         (*v)[(*n)++] = p;
     }
     return 0;
@@ -518,17 +504,17 @@ static int parse_list_query(wh_http_req_t *r, wh_list_query_t *q, list_bufs_t *b
     q->assignees = b->assignees;
     q->raiser = wh_http_query(r, "raiser");
     if (q->raiser != NULL && q->raiser[0] == '\0')
-        return refuse(f, 400, "bad_request", "'raiser' must be an org id");
+        return wh_refuse(f, 400, "bad_request", "'raiser' must be an org id");
     if (overdue != NULL && strcmp(overdue, "true") != 0 && strcmp(overdue, "false") != 0)
-        return refuse(f, 400, "bad_request", "'overdue' must be true or false");
+        return wh_refuse(f, 400, "bad_request", "'overdue' must be true or false");
     q->overdue = overdue != NULL && strcmp(overdue, "true") == 0;
     if (upd != NULL && wh_time_parse(upd, &q->updated_after) != 0)
-        return refuse(f, 400, "bad_request",
-                      "'updated_after' must be an RFC 3339 time (2026-11-26T09:30:00%%2B08:00 "
-                      "in a URL)");
+        return wh_refuse(f, 400, "bad_request",
+                         "'updated_after' must be an RFC 3339 time (2026-11-26T09:30:00%%2B08:00 "
+                         "in a URL)");
     q->has_updated_after = upd != NULL;
     if (limit != NULL && parse_int(limit, 1, 200, &lim) != 0)
-        return refuse(f, 400, "bad_request", "'limit' must be an integer from 1 to 200");
+        return wh_refuse(f, 400, "bad_request", "'limit' must be an integer from 1 to 200");
     q->limit = (int)lim;
     q->after = wh_http_query(r, "after");
     return 0;
@@ -804,14 +790,14 @@ static int parse_delivery_query(wh_api_t *a, wh_http_req_t *r, wh_delivery_query
     while (q->status != NULL && statuses[i] != NULL && strcmp(statuses[i], q->status) != 0)
         i++;
     if (q->status != NULL && statuses[i] == NULL)
-        return refuse(f, 400, "bad_request",
-                      "'status' must be pending, delivered, failed, disabled or no_endpoint");
+        return wh_refuse(f, 400, "bad_request",
+                         "'status' must be pending, delivered, failed, disabled or no_endpoint");
     if (q->org != NULL && wh_orgdir_find(&a->st.cfg->dir, q->org) < 0)
-        return refuse(f, 400, "bad_request", "'org' must be the id of a configured org");
+        return wh_refuse(f, 400, "bad_request", "'org' must be the id of a configured org");
     if (q->ticket != NULL && !valid_name(q->ticket, strlen(q->ticket), true, 40))
-        return refuse(f, 400, "bad_request", "'ticket' must be a ticket id");
+        return wh_refuse(f, 400, "bad_request", "'ticket' must be a ticket id");
     if (limit != NULL && parse_int(limit, 1, 200, &lim) != 0)
-        return refuse(f, 400, "bad_request", "'limit' must be an integer from 1 to 200");
+        return wh_refuse(f, 400, "bad_request", "'limit' must be an integer from 1 to 200");
     q->limit = (int)lim;
     q->after = wh_http_query(r, "after");
     return 0;
@@ -967,7 +953,7 @@ static void get_audit(wh_api_t *a, wh_http_req_t *r, const char *org, bool csv)
     if (check_query(r, params, &f) != 0 || (!csv && bom != NULL) ||
         (bom != NULL && strcmp(bom, "true") != 0 && strcmp(bom, "false") != 0)) {
         if (f.code == NULL || bom != NULL)
-            refuse(&f, 400, "bad_request", "'bom' is true or false, on tickets.csv only");
+            wh_refuse(&f, 400, "bad_request", "'bom' is true or false, on tickets.csv only");
         reply_refusal(r, &f);
         return;
     }
@@ -1154,25 +1140,26 @@ static int signed_headers(wh_http_req_t *r, route_t rt, long long *stamp, refusa
     long long now = (long long)time(NULL);
 
     if (strcmp(wh_http_method(r), "POST") != 0 || (rt != R_TICKETS && rt != R_EVENTS))
-        return refuse(f, 401, "unauthorized",
-                      "signed requests are taken only by POST /v1/tickets and POST "
-                      "/v1/tickets/{id}/events; use 'Authorization: Bearer <token>'");
+        return wh_refuse(f, 401, "unauthorized",
+                         "signed requests are taken only by POST /v1/tickets and POST "
+                         "/v1/tickets/{id}/events; use 'Authorization: Bearer <token>'");
     if (id == NULL || ts == NULL || sig == NULL)
-        return refuse(f, 401, "bad_signature",
-                      "a signed request needs webhook-id, webhook-timestamp and webhook-signature");
+        return wh_refuse(
+            f, 401, "bad_signature",
+            "a signed request needs webhook-id, webhook-timestamp and webhook-signature");
     if (!valid_webhook_id(id))
-        return refuse(f, 401, "bad_signature",
-                      "webhook-id must be 1-255 printable ASCII characters");
+        return wh_refuse(f, 401, "bad_signature",
+                         "webhook-id must be 1-255 printable ASCII characters");
     if (strlen(sig) > MAX_SIG_HEADER)
-        return refuse(f, 401, "bad_signature", "webhook-signature is too long");
+        return wh_refuse(f, 401, "bad_signature", "webhook-signature is too long");
     if (parse_int(ts, 0, INT64_MAX / 2, stamp) != 0)
-        return refuse(f, 401, "bad_signature", "webhook-timestamp must be Unix seconds");
+        return wh_refuse(f, 401, "bad_signature", "webhook-timestamp must be Unix seconds");
     if (*stamp < now - SIG_WINDOW_S || *stamp > now + SIG_WINDOW_S)
-        return refuse(f, 401, "stale_timestamp",
-                      "webhook-timestamp is more than 5 minutes away from the server's clock");
+        return wh_refuse(f, 401, "stale_timestamp",
+                         "webhook-timestamp is more than 5 minutes away from the server's clock");
     if (rt == R_TICKETS && wh_http_header(r, "webhook-org") == NULL)
-        return refuse(f, 401, "bad_signature",
-                      "a signed POST /v1/tickets needs a webhook-org header naming the signer");
+        return wh_refuse(f, 401, "bad_signature",
+                         "a signed POST /v1/tickets needs a webhook-org header naming the signer");
     return 0;
 }
 
@@ -1198,13 +1185,13 @@ static int authenticate_signed(wh_api_t *a, wh_http_req_t *r, route_t rt, const 
             found = cand[i];
     }
     if (found < 0)
-        return refuse(f, 401, "bad_signature",
-                      "the signature matches no webhook secret of an org that may sign here");
+        return wh_refuse(f, 401, "bad_signature",
+                         "the signature matches no webhook secret of an org that may sign here");
     rc = wh_engine_claim_inbound_id(a->st.engine, a->st.cfg->dir.orgs[found].id, id, &fresh);
     if (rc != 0)
-        return refuse(f, wh_err_http_status(rc), wh_err_api_code(rc), "%s", wh_strerror(rc));
+        return wh_refuse(f, wh_err_http_status(rc), wh_err_api_code(rc), "%s", wh_strerror(rc));
     if (!fresh)
-        return refuse(f, 401, "replayed", "this webhook-id was already used");
+        return wh_refuse(f, 401, "replayed", "this webhook-id was already used");
     return found;
 }
 

@@ -8,10 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int refuse(wh_refusal_t *f, int status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int refuse(wh_refusal_t *f, int status, const char *code, const char *fmt, ...)
+int wh_refuse(wh_refusal_t *f, int status, const char *code, const char *fmt, ...)
 {
     va_list ap;
     f->status = status;
@@ -38,17 +35,17 @@ static json_t *parse_body(const char *body, size_t len, wh_refusal_t *f)
 
     if (root == NULL) {
         if (len == 0)
-            refuse(f, 400, "bad_request", "the body is empty: a JSON object is expected");
+            wh_refuse(f, 400, "bad_request", "the body is empty: a JSON object is expected");
         else if (json_error_code(&jerr) == json_error_invalid_utf8)
-            refuse(f, 400, "bad_request", "the body is not valid UTF-8");
+            wh_refuse(f, 400, "bad_request", "the body is not valid UTF-8");
         else
-            refuse(f, 400, "bad_request", "malformed JSON at line %d, column %d: %s", jerr.line,
-                   jerr.column, jerr.text);
+            wh_refuse(f, 400, "bad_request", "malformed JSON at line %d, column %d: %s", jerr.line,
+                      jerr.column, jerr.text);
         return NULL;
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        refuse(f, 400, "bad_request", "the body must be a JSON object");
+        wh_refuse(f, 400, "bad_request", "the body must be a JSON object");
         return NULL;
     }
     return root;
@@ -64,7 +61,7 @@ static int check_keys(json_t *obj, const char *const *keys, const char *prefix, 
         while (keys[i] != NULL && strcmp(keys[i], key) != 0)
             i++;
         if (keys[i] == NULL)
-            return refuse(f, 400, "bad_request", "unknown field '%s%s'", prefix, key);
+            return wh_refuse(f, 400, "bad_request", "unknown field '%s%s'", prefix, key);
     }
     return 0;
 }
@@ -77,7 +74,7 @@ static int get_string(json_t *obj, const char *key, const char **out, wh_refusal
     if (v == NULL || json_is_null(v))
         return 0;
     if (!json_is_string(v))
-        return refuse(f, 400, "bad_request", "'%s' must be a string", key);
+        return wh_refuse(f, 400, "bad_request", "'%s' must be a string", key);
     *out = json_string_value(v);
     return 0;
 }
@@ -92,14 +89,14 @@ static int get_orgs(json_t *obj, const char ***out, size_t *n, bool *has, wh_ref
     if (v == NULL || json_is_null(v))
         return 0;
     if (!json_is_array(v))
-        return refuse(f, 400, "bad_request", "'assignees' must be an array of org ids");
+        return wh_refuse(f, 400, "bad_request", "'assignees' must be an array of org ids");
     *out = calloc(json_array_size(v) + 1, sizeof(**out));
     if (*out == NULL)
-        return refuse(f, 503, "unavailable", "out of memory");
+        return wh_refuse(f, 503, "unavailable", "out of memory");
     for (size_t i = 0; i < json_array_size(v); i++) {
         json_t *e = json_array_get(v, i);
         if (!json_is_string(e))
-            return refuse(f, 400, "bad_request", "'assignees[%zu]' must be a string", i);
+            return wh_refuse(f, 400, "bad_request", "'assignees[%zu]' must be a string", i);
         (*out)[i] = json_string_value(e);
     }
     *n = json_array_size(v);
@@ -115,7 +112,7 @@ static int get_coord(json_t *loc, const char *key, wh_refusal_t *f)
     if (v == NULL || json_is_null(v))
         return 0;
     if (!json_is_number(v))
-        return refuse(f, 400, "bad_request", "'location.%s' must be a number", key);
+        return wh_refuse(f, 400, "bad_request", "'location.%s' must be a number", key);
     return 0;
 }
 
@@ -130,16 +127,16 @@ static int get_location(json_t *obj, json_t **out, wh_refusal_t *f)
     if (v == NULL || json_is_null(v))
         return 0;
     if (!json_is_object(v))
-        return refuse(f, 400, "bad_request", "'location' must be an object");
+        return wh_refuse(f, 400, "bad_request", "'location' must be an object");
     if (check_keys(v, keys, "location.", f) != 0)
         return -1;
     for (int i = 0; i < 2; i++)
         if (!json_is_null(m = json_object_get(v, keys[i])) && m != NULL && !json_is_string(m))
-            return refuse(f, 400, "bad_request", "'location.%s' must be a string", keys[i]);
+            return wh_refuse(f, 400, "bad_request", "'location.%s' must be a string", keys[i]);
     if (get_coord(v, "lat", f) != 0 || get_coord(v, "lon", f) != 0)
         return -1;
     if ((*out = json_object()) == NULL)
-        return refuse(f, 503, "unavailable", "out of memory");
+        return wh_refuse(f, 503, "unavailable", "out of memory");
     json_object_foreach(v, key, m)
     {
         if (!json_is_null(m))
@@ -191,7 +188,7 @@ int wh_decode_fire(const char *body, size_t len, wh_decoded_t *d, wh_fire_req_t 
     rating = json_object_get(o, "rating");
     if (rating != NULL && !json_is_null(rating)) {
         if (!json_is_integer(rating))
-            return refuse(f, 400, "bad_request", "'rating' must be an integer");
+            return wh_refuse(f, 400, "bad_request", "'rating' must be an integer");
         req->has_rating = true;
         req->rating = json_integer_value(rating);
     }
@@ -199,6 +196,6 @@ int wh_decode_fire(const char *body, size_t len, wh_decoded_t *d, wh_fire_req_t 
     req->nassignees = n;
     req->has_assignees = has;
     if (req->event == NULL)
-        return refuse(f, 422, "missing_field", "event is required");
+        return wh_refuse(f, 422, "missing_field", "event is required");
     return 0;
 }

@@ -22,6 +22,10 @@ typedef struct {
     char msg[200];
 } wh_refusal_t;
 
+/* Fills f (the message formatted, truncated to its buffer). Returns -1. */
+int wh_refuse(wh_refusal_t *f, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* What a decoded request borrows its strings from; zero it before use and
  * clear it (also after a refusal) once the request is no longer needed. */
 typedef struct {
