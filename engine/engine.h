@@ -225,11 +225,14 @@ typedef struct {
 void wh_hist_init(wh_hist_t *h, const double *bounds, size_t nbounds);
 void wh_hist_observe(wh_hist_t *h, double v);
 
-/* What the engine counts itself: changes per committed batch and how long
- * each batch's transaction took (seconds). */
+/* What the engine counts itself: changes per committed batch, how long
+ * each batch's transaction took (seconds), and batches applied a second
+ * time because a change failed after it had written (each change then in a
+ * savepoint of its own). */
 typedef struct {
     wh_hist_t batch_size;
     wh_hist_t commit_seconds;
+    uint64_t batch_retries;
 } wh_engine_stats_t;
 
 void wh_engine_stats(const wh_engine_t *e, wh_engine_stats_t *out);

@@ -1073,6 +1073,10 @@ static void get_metrics(wh_api_t *a, wh_http_req_t *r, const char *org)
     wh_metrics_family(&m, "whistle_commit_duration_seconds", "histogram",
                       "Time to apply and commit one batch of changes.");
     wh_metrics_hist(&m, "whistle_commit_duration_seconds", NULL, NULL, &es.commit_seconds);
+    wh_metrics_family(&m, "whistle_commit_retries_total", "counter",
+                      "Batches applied again, one savepoint per change, after a change failed "
+                      "half-way.");
+    wh_metrics_sample(&m, "whistle_commit_retries_total", NULL, (double)es.batch_retries);
     if (rc == 0)
         rc = wh_metrics_take(&m, &text, &len);
     wh_metrics_clear(&m);

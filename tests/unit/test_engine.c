@@ -463,6 +463,44 @@ Test(engine, one_refused_change_does_not_spoil_its_batch)
     json_decref(o[2].ticket);
 }
 
+/* A change that fails after it wrote (here a deadline whose ticket's
+ * workflow cannot be found: its row is deleted before the ticket is read)
+ * cannot be undone alone without a savepoint: the batch is rolled back and
+ * applied again with one savepoint per change, and the changes beside it
+ * still commit. */
+Test(engine, a_change_failing_half_way_does_not_spoil_its_batch)
+{
+    wh_raise_req_t good = { .workflow = "street-whistle", .category = "fire-safety", .title = "a" };
+    outcome_t o[2] = { 0 };
+    wh_engine_stats_t st;
+    char *ghost = raise_ok(NULL, 0);
+    sqlite3 *db;
+
+    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, "UPDATE tickets SET workflow='ghost'", NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    cr_assert_eq(wh_engine_raise(eng, "xintan-street", &good, NULL, NULL, on_result, &o[0]), 0);
+    fake_now = at("2026-12-01T09:00:00+08:00"); /* the ghost's deadlines are due */
+    wh_engine_tick(eng);
+    cr_assert_eq(wh_engine_raise(eng, "beita-street", &good, NULL, NULL, on_result, &o[1]), 0);
+    cr_assert_gt(wh_engine_queued(eng), 2);
+    run(&o[1]);
+    cr_assert_eq(o[0].status, 201, "%s", o[0].message);
+    cr_assert_eq(o[1].status, 201, "%s", o[1].message);
+    cr_assert_str_eq(json_string_value(json_object_get(o[1].ticket, "id")), "T00000003");
+    wh_engine_stats(eng, &st);
+    cr_assert_eq(st.batch_retries, 1);
+    /* the ghost's deadline rows were put back by the rollback, nothing logged */
+    cr_assert_eq(count_rows("SELECT count(*) FROM deadlines WHERE ticket=1"), 2);
+    cr_assert_eq(count_rows("SELECT count(*) FROM events WHERE ticket=1"), 1);
+    cr_assert_eq(count_rows("SELECT count(*) FROM tickets"), 3);
+    cr_assert_eq(count_rows("SELECT count(*) FROM events"), 3);
+    json_decref(o[0].ticket);
+    json_decref(o[1].ticket);
+    free(ghost);
+}
+
 Test(engine, idempotency_key_replays_and_refuses_another_body)
 {
     outcome_t a = raise_with("xintan-street", "fire-safety", NULL, 0, "key-1", "digest-a");
