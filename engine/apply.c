@@ -733,11 +733,12 @@ static int write_new_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf
     if ((rc = schedule_state(e, wf, t, res->to, now)) != 0)
         goto out;
     t->audit = (wh_taudit_t){ .report_due = t->due_at, .first_exit = WH_NULL_TIME };
-    if ((rc = append_event(e, t, now, "raise", op->org, NULL, t->state, NULL, raise_data(op, wf, t),
+    /* The clocks start first: the ticket row keeps their summary. */
+    if ((rc = apply_clocks(e, wf, t, res, now)) != 0 ||
+        (rc = append_event(e, t, now, "raise", op->org, NULL, t->state, NULL, raise_data(op, wf, t),
                            &row)) != 0 ||
         (rc = wh_ticket_insert(e->store, t)) != 0 ||
-        (rc = wh_ticket_save_assignees(e->store, t, false)) != 0 ||
-        (rc = apply_clocks(e, wf, t, res, now)) != 0)
+        (rc = wh_ticket_save_assignees(e->store, t, false)) != 0)
         goto out;
     op->ticket = wh_ticket_json(t, wf, e->opt.tz, now);
     if (op->ticket == NULL) {

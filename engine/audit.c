@@ -3,8 +3,9 @@
  * The engine keeps what the audit needs of a ticket on its rows as events
  * are appended (wh_audit_fold: the report deadline, the first exit from the
  * initial state, the last rating, the counts; each assignee's report time).
- * An audit reads the tickets of the window, their active assignees and
- * their clocks — three scans in ticket order, merged — and reduces each
+ * An audit reads the tickets of the window (with the summary of their
+ * clocks) and their active assignees — two scans in ticket order, merged —
+ * and reduces each
  * ticket to a summary (tsum_t) from which both the scorecards and the CSV
  * rows are made, so the two exports cannot disagree about a figure. No event
  * row is read, and memory holds one ticket at a time plus the report and
@@ -41,6 +42,15 @@ typedef struct {
     int64_t report_at; /* WH_NULL_TIME: not reported */
 } tdept_t;
 
+/* The summary of a ticket's clocks its row keeps (engine/ticket.c). */
+typedef struct {
+    int64_t rows, stopped;
+    bool breached;
+    int64_t stop;  /* the last stop, WH_NULL_TIME: none */
+    int64_t close; /* its close time (wall seconds from the raise, less paused time) */
+    int64_t due;   /* the earliest due time of a running clock, WH_NULL_TIME: none */
+} clocks_t;
+
 /* One ticket of the window; the strings are borrowed from the scan and
  * valid until its next step. */
 typedef struct {
@@ -49,7 +59,8 @@ typedef struct {
     const wh_workflow_t *wf; /* NULL when that version is not loaded */
     wh_taudit_t a;           /* a.report_due: the report deadline, or WH_NULL_TIME */
     int64_t due_at;          /* the current state's deadline, WH_NULL_TIME: none */
-    int64_t resolved_at;     /* WH_NULL_TIME: not resolved */
+    clocks_t clocks;
+    int64_t resolved_at; /* WH_NULL_TIME: not resolved */
     int64_t close_seconds;
     bool resolved_on_time, open_breached, overdue_now;
     tdept_t depts[AUDIT_MAX_DEPTS];
@@ -242,6 +253,22 @@ static int rebuild_run(rebuild_t *r)
     return rc;
 }
 
+/* The clock summary each ticket row keeps (engine/ticket.c computes the
+ * same from the clocks it holds). */
+static const char rebuild_clocks_sql[] =
+    "UPDATE tickets SET clocks_rows=(SELECT count(*) FROM clocks c WHERE c.ticket=tickets.rid),"
+    "clocks_stopped=(SELECT count(*) FROM clocks c WHERE c.ticket=tickets.rid AND c.status=3 "
+    "AND c.paused_since IS NOT NULL),"
+    "clocks_breached=(SELECT count(*)>0 FROM clocks c WHERE c.ticket=tickets.rid AND c.breached),"
+    "clock_stop=(SELECT c.paused_since FROM clocks c WHERE c.ticket=tickets.rid AND c.status=3 "
+    "AND c.paused_since IS NOT NULL ORDER BY c.paused_since DESC, c.name LIMIT 1),"
+    "clock_close=(SELECT c.started_at-tickets.created_at+c.elapsed FROM clocks c WHERE "
+    "c.ticket=tickets.rid AND c.status=3 AND c.paused_since IS NOT NULL ORDER BY c.paused_since "
+    "DESC, c.name LIMIT 1),"
+    "clock_due=(SELECT min(c.due_at) FROM clocks c WHERE c.ticket=tickets.rid AND c.status=1)";
+
+_Static_assert(WH_CLOCK_STOPPED == 3, "rebuild_clocks_sql names the status by its value");
+
 int wh_audit_rebuild(const wh_audit_options_t *o)
 {
     rebuild_t r = { .o = o };
@@ -249,6 +276,9 @@ int wh_audit_rebuild(const wh_audit_options_t *o)
 
     if (rc == 0)
         rc = rebuild_run(&r);
+    if (rc == 0)
+        rc = wh_store_err(
+            o->store, sqlite3_exec(wh_store_db(o->store), rebuild_clocks_sql, NULL, NULL, NULL));
     if (rc == 0)
         rc = wh_store_err(o->store, sqlite3_exec(wh_store_db(o->store),
                                                  "DELETE FROM meta WHERE key='audit_rebuild'", NULL,
@@ -264,61 +294,81 @@ int wh_audit_rebuild(const wh_audit_options_t *o)
 
 typedef struct {
     const wh_audit_options_t *o;
-    sqlite3_stmt *t, *a, *c;
-    bool started, a_row, c_row; /* a_row/c_row: the cursor is on a row not yet consumed */
-    bool csv;                   /* the text columns are read too */
+    sqlite3_stmt *t, *a;
+    bool started, a_row; /* a_row: the cursor is on a row not yet consumed */
+    bool csv;            /* the text columns are read too */
 } scan_t;
 
 /* The window's tickets are read in rid order straight from the table: the
  * rid range comes from the created_at index (raise order is time order, so
  * the range is the window), and the row filter keeps any ticket of the range
  * raised outside it (an injected or stepped clock) out. */
-enum { SCAN_CARDS, SCAN_CSV, SCAN_ASSIGNEES, SCAN_CLOCKS, SCAN_RANGE };
+enum { SCAN_CARDS, SCAN_CSV, SCAN_ASSIGNEES, SCAN_RANGE, SCAN_ALL };
 
 static const char *const scan_sql[] = {
     /* Scorecards read the narrow covering index only (schema v2), every
      * ticket of the rid range: those raised outside the window still count
      * in overdue_now. */
     "SELECT rid,NULL,workflow,version,state,NULL,NULL,NULL,NULL,created_at,closed_at,"
-    "report_due,first_exit,rating,escalations,breaches,disputed,reopened,due_at FROM tickets "
+    "report_due,first_exit,rating,escalations,breaches,disputed,reopened,due_at,clocks_rows,"
+    "clocks_stopped,clocks_breached,clock_stop,clock_close,clock_due FROM tickets "
     "INDEXED BY tickets_audit WHERE rid BETWEEN ?3 AND ?4 ORDER BY rid",
     "SELECT rid,id,workflow,version,state,priority,category,title,raiser,created_at,closed_at,"
-    "report_due,first_exit,rating,escalations,breaches,disputed,reopened,due_at FROM tickets "
+    "report_due,first_exit,rating,escalations,breaches,disputed,reopened,due_at,clocks_rows,"
+    "clocks_stopped,clocks_breached,clock_stop,clock_close,clock_due FROM tickets "
     "WHERE rid BETWEEN ?3 AND ?4 AND +created_at>=?1 AND +created_at<?2 ORDER BY rid",
     "SELECT ticket,org,reported_at FROM assignees WHERE ticket>=?1 AND active=1 "
     "ORDER BY ticket,idx",
-    "SELECT ticket,status,started_at,elapsed,paused_since,due_at,breached FROM clocks "
-    "WHERE ticket>=?1 ORDER BY ticket",
     "SELECT min(rid),max(rid) FROM tickets WHERE created_at>=?1 AND created_at<?2",
+    /* Each an index seek: when the window holds every ticket, the range is
+     * the whole table without reading the window's index entries. */
+    "SELECT (SELECT min(created_at) FROM tickets)>=?1 AND (SELECT max(created_at) FROM "
+    "tickets)<?2, (SELECT min(rid) FROM tickets), (SELECT max(rid) FROM tickets)",
 };
 
 static void scan_close(scan_t *s)
 {
     sqlite3_finalize(s->t);
     sqlite3_finalize(s->a);
-    sqlite3_finalize(s->c);
+}
+
+/* Runs one of the range queries: *found when it gave a range. */
+static int range_query(wh_store_t *store, int which, int64_t from, int64_t to, int64_t *lo,
+                       int64_t *hi, bool *found)
+{
+    sqlite3_stmt *st = NULL;
+    int rc =
+        wh_store_err(store, sqlite3_prepare_v2(wh_store_db(store), scan_sql[which], -1, &st, NULL));
+    int step, col = which == SCAN_ALL ? 1 : 0;
+
+    *found = false;
+    sqlite3_bind_int64(st, 1, from);
+    sqlite3_bind_int64(st, 2, to);
+    step = rc == 0 ? sqlite3_step(st) : SQLITE_DONE;
+    if (step == SQLITE_ROW && sqlite3_column_type(st, col) != SQLITE_NULL &&
+        (which != SCAN_ALL || sqlite3_column_int(st, 0) == 1)) {
+        *lo = sqlite3_column_int64(st, col);
+        *hi = sqlite3_column_int64(st, col + 1);
+        *found = true;
+    } else if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        rc = wh_store_err(store, step);
+    }
+    sqlite3_finalize(st);
+    return rc;
 }
 
 /* The rid range holding the window's tickets; lo > hi when it holds none. */
 static int window_range(wh_store_t *store, int64_t from, int64_t to, int64_t *lo, int64_t *hi)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = wh_store_err(
-        store, sqlite3_prepare_v2(wh_store_db(store), scan_sql[SCAN_RANGE], -1, &st, NULL));
-    int step;
+    bool found;
+    int rc = range_query(store, SCAN_ALL, from, to, lo, hi, &found);
 
-    *lo = 1;
-    *hi = 0;
-    sqlite3_bind_int64(st, 1, from);
-    sqlite3_bind_int64(st, 2, to);
-    step = rc == 0 ? sqlite3_step(st) : SQLITE_DONE;
-    if (step == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
-        *lo = sqlite3_column_int64(st, 0);
-        *hi = sqlite3_column_int64(st, 1);
-    } else if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = wh_store_err(store, step);
+    if (rc == 0 && !found)
+        rc = range_query(store, SCAN_RANGE, from, to, lo, hi, &found);
+    if (rc == 0 && !found) {
+        *lo = 1;
+        *hi = 0;
     }
-    sqlite3_finalize(st);
     return rc;
 }
 
@@ -331,8 +381,7 @@ static int scan_open(scan_t *s, const wh_audit_options_t *o, int64_t from, int64
     *s = (scan_t){ .o = o, .csv = csv };
     if (sqlite3_prepare_v2(db, scan_sql[csv ? SCAN_CSV : SCAN_CARDS], -1, &s->t, NULL) !=
             SQLITE_OK ||
-        sqlite3_prepare_v2(db, scan_sql[SCAN_ASSIGNEES], -1, &s->a, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, scan_sql[SCAN_CLOCKS], -1, &s->c, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(db, scan_sql[SCAN_ASSIGNEES], -1, &s->a, NULL) != SQLITE_OK) {
         scan_close(s);
         return wh_store_err(o->store, sqlite3_errcode(db));
     }
@@ -389,43 +438,25 @@ static bool is_final(const tsum_t *t)
     return si >= 0 && t->wf->states[si].final;
 }
 
-static int read_clocks(scan_t *s, tsum_t *t)
+static void resolve(const wh_audit_options_t *o, tsum_t *t)
 {
-    sqlite3_stmt *c = s->c;
-    size_t nclocks = 0, nstopped = 0;
-    bool breached = false, overdue = false;
-    int64_t last_stop = WH_NULL_TIME, last_close = 0;
-    int rc = skip_to(c, &s->c_row, t->rid);
+    const clocks_t *k = &t->clocks;
+    int64_t nclocks = k->rows;
+    bool overdue = k->due != WH_NULL_TIME && k->due <= o->now;
 
-    for (; rc == 0 && s->c_row && sqlite3_column_int64(c, 0) == t->rid;
-         rc = advance(c, &s->c_row)) {
-        int status = sqlite3_column_int(c, 1);
-        int64_t stop = sqlite3_column_int64(c, 4);
-        nclocks++;
-        breached |= sqlite3_column_int(c, 6) != 0;
-        overdue |= status == WH_CLOCK_RUNNING && sqlite3_column_type(c, 5) != SQLITE_NULL &&
-                   sqlite3_column_int64(c, 5) <= s->o->now;
-        if (status != WH_CLOCK_STOPPED || sqlite3_column_type(c, 4) == SQLITE_NULL)
-            continue;
-        nstopped++;
-        if (last_stop == WH_NULL_TIME || stop > last_stop) {
-            last_stop = stop;
-            last_close = sqlite3_column_int64(c, 2) - t->raised + sqlite3_column_int64(c, 3);
-        }
-    }
     t->resolved_at = WH_NULL_TIME;
     t->close_seconds = 0;
     t->resolved_on_time = t->open_breached = false;
     t->overdue_now =
-        (overdue || (t->due_at != WH_NULL_TIME && t->due_at <= s->o->now)) && !is_final(t);
-    if (t->wf != NULL && nclocks < t->wf->nclocks)
-        nclocks = t->wf->nclocks; /* a clock not started yet is not stopped */
-    if (nclocks > 0 && nstopped == nclocks) {
-        t->resolved_at = last_stop;
-        t->close_seconds = last_close;
-        t->resolved_on_time = !breached;
+        (overdue || (t->due_at != WH_NULL_TIME && t->due_at <= o->now)) && !is_final(t);
+    if (t->wf != NULL && nclocks < (int64_t)t->wf->nclocks)
+        nclocks = (int64_t)t->wf->nclocks; /* a clock not started yet is not stopped */
+    if (nclocks > 0 && k->stopped == nclocks) {
+        t->resolved_at = k->stop;
+        t->close_seconds = k->close;
+        t->resolved_on_time = !k->breached;
     } else if (nclocks > 0) {
-        t->open_breached = breached || overdue;
+        t->open_breached = k->breached || overdue;
     } else if (t->wf != NULL) {
         bool final = is_final(t);
         t->resolved_at = final ? t->closed_at : WH_NULL_TIME;
@@ -433,7 +464,6 @@ static int read_clocks(scan_t *s, tsum_t *t)
         t->resolved_on_time = final && t->a.breaches == 0;
         t->open_breached = !final && t->a.breaches > 0;
     }
-    return rc;
 }
 
 static void read_ticket(scan_t *s, tsum_t *t)
@@ -460,6 +490,12 @@ static void read_ticket(scan_t *s, tsum_t *t)
                           .disputed = sqlite3_column_int64(st, 16),
                           .reopened = sqlite3_column_int64(st, 17) };
     t->due_at = wh_store_col_time(st, 18);
+    t->clocks = (clocks_t){ .rows = sqlite3_column_int64(st, 19),
+                            .stopped = sqlite3_column_int64(st, 20),
+                            .breached = sqlite3_column_int64(st, 21) != 0,
+                            .stop = wh_store_col_time(st, 22),
+                            .close = sqlite3_column_int64(st, 23),
+                            .due = wh_store_col_time(st, 24) };
     /* Tickets come in raise order, mostly on one workflow version. */
     if (t->wf == NULL || strcmp(t->wf->name, t->workflow) != 0 || t->wf->version != t->version)
         t->wf = find_wf(s->o, t->workflow, t->version);
@@ -478,12 +514,12 @@ static int scan_next(scan_t *s, tsum_t *t)
     if (!s->started) {
         s->started = true;
         sqlite3_bind_int64(s->a, 1, t->rid);
-        sqlite3_bind_int64(s->c, 1, t->rid);
-        if ((rc = advance(s->a, &s->a_row)) != 0 || (rc = advance(s->c, &s->c_row)) != 0)
+        if ((rc = advance(s->a, &s->a_row)) != 0)
             return rc;
     }
-    if ((rc = read_depts(s, t)) != 0 || (rc = read_clocks(s, t)) != 0)
+    if ((rc = read_depts(s, t)) != 0)
         return rc;
+    resolve(s->o, t);
     return 1;
 }
 

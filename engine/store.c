@@ -76,7 +76,9 @@ static const char schema_v1[] =
     "CREATE INDEX inbound_ids_at ON inbound_ids(at);";
 
 /* Schema version 2: what the audit reads of a ticket is kept on its rows as
- * events are appended (docs/audit.md), so scorecards over a million tickets
+ * events are appended (docs/audit.md) — with a summary of its clocks
+ * (rows, stopped, breached, the last stop and its close time, the earliest
+ * running due time) written with every ticket row — so scorecards over a million tickets
  * read three tables once instead of ten million events. Rows written before
  * carry NULLs and zeros until the engine rebuilds them from the event log at
  * its next start (the meta key asks for it). tickets_audit holds, in rid
@@ -91,9 +93,16 @@ static const char schema_v2[] =
     "ALTER TABLE tickets ADD COLUMN breaches INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE tickets ADD COLUMN disputed INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE tickets ADD COLUMN reopened INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tickets ADD COLUMN clocks_rows INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tickets ADD COLUMN clocks_stopped INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tickets ADD COLUMN clocks_breached INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tickets ADD COLUMN clock_stop INTEGER;"
+    "ALTER TABLE tickets ADD COLUMN clock_close INTEGER;"
+    "ALTER TABLE tickets ADD COLUMN clock_due INTEGER;"
     "ALTER TABLE assignees ADD COLUMN reported_at INTEGER;"
     "CREATE INDEX tickets_audit ON tickets(rid, created_at, workflow, version, state, closed_at,"
-    " report_due, first_exit, rating, escalations, breaches, disputed, reopened, due_at);"
+    " report_due, first_exit, rating, escalations, breaches, disputed, reopened, due_at,"
+    " clocks_rows, clocks_stopped, clocks_breached, clock_stop, clock_close, clock_due);"
     "CREATE INDEX tickets_due ON tickets(due_at) WHERE due_at IS NOT NULL;"
     "CREATE INDEX clocks_running ON clocks(due_at) WHERE status=1;"
     "INSERT OR REPLACE INTO meta(key,value) SELECT 'audit_rebuild','1' WHERE EXISTS"

@@ -61,12 +61,15 @@ typedef enum {
        "INSERT INTO tickets(rid,id,workflow,version,state,priority,category,title,description,"    \
        "location,raiser,external_id,created_at,updated_at,closed_at,state_since,visit,due_at,"     \
        "escalation_level,counts,last_seq,last_hash,report_due,first_exit,rating,escalations,"      \
-       "breaches,disputed,reopened) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,"    \
-       "?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29)")                                 \
+       "breaches,disputed,reopened,clocks_rows,clocks_stopped,clocks_breached,clock_stop,"         \
+       "clock_close,clock_due) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,"     \
+       "?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33,?34,?35)")             \
     XX(TICKET_UPDATE,                                                                              \
        "UPDATE tickets SET state=?2,updated_at=?3,closed_at=?4,state_since=?5,visit=?6,due_at=?7," \
        "escalation_level=?8,counts=?9,last_seq=?10,last_hash=?11,first_exit=?12,rating=?13,"       \
-       "escalations=?14,breaches=?15,disputed=?16,reopened=?17 WHERE rid=?1")                      \
+       "escalations=?14,breaches=?15,disputed=?16,reopened=?17,clocks_rows=?18,"                   \
+       "clocks_stopped=?19,clocks_breached=?20,clock_stop=?21,clock_close=?22,clock_due=?23 "      \
+       "WHERE rid=?1")                                                                             \
     XX(TICKET_BY_ID,                                                                               \
        "SELECT rid,id,workflow,version,state,priority,category,title,description,location,"        \
        "raiser,external_id,created_at,updated_at,closed_at,state_since,visit,due_at,"              \

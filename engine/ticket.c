@@ -184,16 +184,52 @@ int wh_ticket_load(wh_store_t *s, const char *id, wh_ticket_t *t)
     return load_clocks(s, t);
 }
 
+/* What the audit reads of the clocks (engine/audit.c), kept on the ticket
+ * row: how many there are, how many stopped, whether one breached, the last
+ * stop (ties: the first name) with its close time — wall time from the
+ * raise less what the clock did not run — and the earliest due time of a
+ * running clock. */
+typedef struct {
+    int64_t rows, stopped, breached, stop, close, due;
+} clocksum_t;
+
+static clocksum_t clock_summary(const wh_ticket_t *t)
+{
+    clocksum_t k = { .stop = WH_NULL_TIME, .close = WH_NULL_TIME, .due = WH_NULL_TIME };
+    const char *name = NULL;
+
+    for (size_t i = 0; i < t->nclocks; i++) {
+        const wh_tclock_t *c = &t->clocks[i];
+        k.rows++;
+        k.breached |= c->breached;
+        if (c->status == WH_CLOCK_RUNNING && c->due_at != WH_NULL_TIME &&
+            (k.due == WH_NULL_TIME || c->due_at < k.due))
+            k.due = c->due_at;
+        if (c->status != WH_CLOCK_STOPPED || c->paused_since == WH_NULL_TIME)
+            continue;
+        k.stopped++;
+        if (k.stop == WH_NULL_TIME || c->paused_since > k.stop ||
+            (c->paused_since == k.stop && strcmp(c->name, name) < 0)) {
+            k.stop = c->paused_since;
+            k.close = c->started_at - t->created_at + c->elapsed;
+            name = c->name;
+        }
+    }
+    return k;
+}
+
 int wh_ticket_insert(wh_store_t *s, const wh_ticket_t *t)
 {
     sqlite3_stmt *st = wh_store_stmt(s, WH_STMT_TICKET_INSERT);
     const wh_taudit_t *a = &t->audit;
-    int rc = wh_store_bind(s, st, "ississssssssiitiitisisttiiiii", t->rid, t->id, t->workflow,
+    clocksum_t k = clock_summary(t);
+    int rc = wh_store_bind(s, st, "ississssssssiitiitisisttiiiiiiiittt", t->rid, t->id, t->workflow,
                            t->version, t->state, t->priority, t->category, t->title, t->description,
                            t->location, t->raiser, t->external_id, t->created_at, t->updated_at,
                            t->closed_at, t->state_since, t->visit, t->due_at, t->escalation_level,
                            t->counts, t->last_seq, t->last_hash, a->report_due, a->first_exit,
-                           a->rating, a->escalations, a->breaches, a->disputed, a->reopened);
+                           a->rating, a->escalations, a->breaches, a->disputed, a->reopened, k.rows,
+                           k.stopped, k.breached, k.stop, k.close, k.due);
     return rc == 0 ? wh_store_exec(s, st) : rc;
 }
 
@@ -201,10 +237,12 @@ int wh_ticket_update(wh_store_t *s, const wh_ticket_t *t)
 {
     sqlite3_stmt *st = wh_store_stmt(s, WH_STMT_TICKET_UPDATE);
     const wh_taudit_t *a = &t->audit;
-    int rc = wh_store_bind(s, st, "isitiitisistiiiii", t->rid, t->state, t->updated_at,
+    clocksum_t k = clock_summary(t);
+    int rc = wh_store_bind(s, st, "isitiitisistiiiiiiiittt", t->rid, t->state, t->updated_at,
                            t->closed_at, t->state_since, t->visit, t->due_at, t->escalation_level,
                            t->counts, t->last_seq, t->last_hash, a->first_exit, a->rating,
-                           a->escalations, a->breaches, a->disputed, a->reopened);
+                           a->escalations, a->breaches, a->disputed, a->reopened, k.rows, k.stopped,
+                           k.breached, k.stop, k.close, k.due);
     return rc == 0 ? wh_store_exec(s, st) : rc;
 }
 

@@ -535,7 +535,9 @@ Test(audit, kept_summaries_equal_the_ones_rebuilt_from_the_log)
     cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(db,
                               "UPDATE tickets SET report_due=NULL,first_exit=NULL,rating=NULL,"
-                              "escalations=0,breaches=0,disputed=0,reopened=0;"
+                              "escalations=0,breaches=0,disputed=0,reopened=0,clocks_rows=0,"
+                              "clocks_stopped=0,clocks_breached=0,clock_stop=NULL,"
+                              "clock_close=NULL,clock_due=NULL;"
                               "UPDATE assignees SET reported_at=NULL;"
                               "INSERT INTO meta(key,value) VALUES('audit_rebuild','1')",
                               NULL, NULL, NULL),
