@@ -397,6 +397,16 @@ static void report(long n, int conns, const bench_t *b, const result_t *w, const
            "last outcomes) | | |\n",
            w->sent);
     printf("| raising the %ld tickets first (not timed above) | %.2f s | | |\n", n, fill_s);
+    /* One machine-readable line per headline figure, for bench/run's table:
+     * RESULT, metric, whistle, reference, ratio, target, met (tab-separated).
+     * Connections are lower-is-better: their ratio is bare/whistle. */
+    printf("RESULT\twebhooks: deliveries/s, %ld to one endpoint (signed, committed, durability "
+           "%s)\t%.0f /s\t%.0f /s (bare curl-multi)\t%.0f %%\t≥ 50 %% of bare\t%s\n",
+           n, b->full ? "full" : "normal", wr, cr, 100.0 * wr / cr,
+           wr / cr >= 0.5 ? "met" : "missed");
+    printf("RESULT\twebhooks: new connections per 1,000 deliveries (lower is better)\t%.2f\t%.2f "
+           "(bare curl-multi)\t%.2fx\t≤ 5\t%s\n",
+           wc, cc, wc > 0 ? cc / wc : 0.0, wc <= 5 ? "met" : "missed");
 }
 
 int main(int argc, char **argv)

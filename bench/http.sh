@@ -189,4 +189,17 @@ printf 'half-rate runs: events %.0f/s achieved (%s sends late), healthz %.0f/s a
 printf 'events max run: %s requests in %s s (tickets available: %s)\n' \
   "$(get events answered)" "$(get events secs)" "$split"
 echo "$verify"
+
+# One machine-readable line per headline figure, for bench/run's table:
+# RESULT, metric, whistle, reference, ratio, target, met (tab-separated).
+# Latency is lower-is-better, so its ratio is healthz/events.
+yes_no() { if awk "BEGIN { exit !($1) }"; then echo met; else echo missed; fi; }
+hz_p99=$(get healthz_half p99)
+printf 'RESULT\thttp: POST /v1/tickets, requests/s (all 201, durability full, %s connections)\t%.0f /s\t%.0f /s (GET /healthz, same server)\t%s\t≥ 30 %% of healthz\t%s\n' \
+  "$conns" "$raise_rate" "$ceiling" "$(ratio "$raise_rate" "$ceiling")" "$(yes_no "$raise_rate >= 0.3 * $ceiling")"
+printf 'RESULT\thttp: POST /v1/tickets/{id}/events (report), max requests/s\t%.0f /s\t%.0f /s (GET /healthz, same server)\t%s\t-\t-\n' \
+  "$ev_rate" "$ceiling" "$(ratio "$ev_rate" "$ceiling")"
+printf 'RESULT\thttp: events p99 at half max rate (%s/s), ms (lower is better)\t%.2f ms\t%.2f ms (GET /healthz at that rate)\t%s\t< 10 ms\t%s\n' \
+  "$half" "$p99" "$hz_p99" "$(awk -v a="$hz_p99" -v b="$p99" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')" \
+  "$(yes_no "$p99 < 10")"
 exit $fail
