@@ -299,10 +299,11 @@ typedef struct {
     bool csv;            /* the text columns are read too */
 } scan_t;
 
-/* The window's tickets are read in rid order straight from the table: the
- * rid range comes from the created_at index (raise order is time order, so
- * the range is the window), and the row filter keeps any ticket of the range
- * raised outside it (an injected or stepped clock) out. */
+/* The window's tickets are read in rid order over a rid range: the range
+ * comes from the created_at index (raise order is time order, so the range
+ * is the window), and a ticket of the range raised outside the window (an
+ * injected or stepped clock) is left out — by the CSV query, or by the
+ * scorecards' scan, which still counts it in overdue_now. */
 enum { SCAN_CARDS, SCAN_CSV, SCAN_ASSIGNEES, SCAN_RANGE, SCAN_ALL };
 
 static const char *const scan_sql[] = {

@@ -881,15 +881,10 @@ int wh_api_audit(wh_api_t *a, const char *from, const char *to, int format, bool
     const wh_cmd_audit_env_t env = { a->st.cfg, a->st.workflows, a->st.nworkflows,
                                      a->st.tz,  a->st.calendars, a->st.ncalendars };
     audit_call_t *c;
-    char err[256] = "", *body = NULL;
-    size_t len = 0;
     int rc;
 
-    if (a->st.loop == NULL || a->st.tz == NULL) { /* no loop to return to: here and now */
-        rc = wh_cmd_audit_answer(&env, from, to, format, bom, &body, &len, err, sizeof(err));
-        cb(rc, body, len, err, arg);
-        return 0;
-    }
+    if (a->st.loop == NULL || a->st.tz == NULL)
+        return WH_ECLOSED; /* not serving (a state without a loop is never set while serving) */
     if ((c = malloc(sizeof(*c))) == NULL)
         return WH_ENOMEM;
     *c = (audit_call_t){ a, a->st, cb, arg };

@@ -29,9 +29,9 @@ typedef struct {
     const wh_tz_t *tz; /* the config's zone and calendars, loaded (audits read them) */
     const wh_engine_calendar_t *calendars;
     size_t ncalendars;
-    /* Audits run on libuv's thread pool (loop NULL: on the caller's
-     * thread); meanwhile hold(owner) keeps cfg and workflows alive across a
-     * reload, until release(owner). Both may be NULL. */
+    /* Audits run on libuv's thread pool (loop and tz are needed for them);
+     * meanwhile hold(owner) keeps cfg, workflows, tz and calendars alive
+     * across a reload, until release(owner). Both may be NULL. */
     uv_loop_t *loop;
     void (*hold)(void *owner);
     void (*release)(void *owner);
