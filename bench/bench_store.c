@@ -151,53 +151,68 @@ static void on_done(const wh_engine_result_t *res, void *arg)
                 res->message ? res->message : "");
 }
 
-/* Runs loop turns until every queued change has been answered (the
- * engine's deadline timer keeps the loop alive, so UV_RUN_DEFAULT would
- * not return). */
-static void run_until_done(eng_t *b)
+/* Runs loop turns until what was submitted is committed and at most `left`
+ * changes wait for their answer. A turn blocks in poll only while nothing
+ * is queued, so it wakes for the thread pool's sync of the log. */
+static void run_until(eng_t *b, long left)
 {
-    while (b->done < b->submitted)
-        uv_run(&b->loop, UV_RUN_NOWAIT);
+    while (wh_engine_queued(b->eng) > 0 || b->submitted - b->done > left)
+        uv_run(&b->loop, UV_RUN_ONCE);
+}
+
+/* A client at full speed, like the daemon's connections: one batch is
+ * submitted while the one before waits for the sync of the log, and each
+ * loop turn commits what was submitted before it as one batch. */
+typedef void (*submit_fn)(eng_t *b, long i);
+
+static span_t drive(eng_t *b, long first, long end, long batch, submit_fn submit)
+{
+    span_t t0 = span_now();
+    for (long i = first; i < end;) {
+        long n = end - i < batch ? end - i : batch;
+        for (long k = 0; k < n; k++)
+            submit(b, i + k);
+        b->submitted += n;
+        i += n;
+        run_until(b, batch);
+    }
+    run_until(b, 0);
+    return span_since(t0);
+}
+
+static void submit_raise(eng_t *b, long i)
+{
+    static const wh_raise_req_t req = { .workflow = "street-whistle",
+                                        .category = "fire-safety",
+                                        .title = "消防通道被占用",
+                                        .description = "小区3号楼东侧消防通道被私家车长期占用" };
+    (void)i;
+    if (wh_engine_raise(b->eng, "xintan-street", &req, NULL, NULL, on_done, b) != 0)
+        die("wh_engine_raise", "refused to queue");
+}
+
+static const char *fire_event;
+
+static void submit_fire(eng_t *b, long i)
+{
+    wh_fire_req_t req = { .event = fire_event };
+    char id[32];
+    snprintf(id, sizeof(id), "T%08ld", i);
+    if (wh_engine_fire(b->eng, "fire-brigade", id, &req, NULL, NULL, on_done, b) != 0)
+        die("wh_engine_fire", "refused to queue");
 }
 
 /* Raises tickets [from, to) in batches; returns the seconds it took. */
 static span_t engine_raise(eng_t *b, long from, long to, long batch)
 {
-    wh_raise_req_t req = { .workflow = "street-whistle",
-                           .category = "fire-safety",
-                           .title = "消防通道被占用",
-                           .description = "小区3号楼东侧消防通道被私家车长期占用" };
-    span_t t0 = span_now();
-    for (long i = from; i < to;) {
-        long n = to - i < batch ? to - i : batch;
-        for (long k = 0; k < n; k++)
-            if (wh_engine_raise(b->eng, "xintan-street", &req, NULL, NULL, on_done, b) != 0)
-                die("wh_engine_raise", "refused to queue");
-        b->submitted += n;
-        run_until_done(b);
-        i += n;
-    }
-    return span_since(t0);
+    return drive(b, from, to, batch, submit_raise);
 }
 
 /* Fires event on tickets 1..count in batches; returns the seconds it took. */
 static span_t engine_fire(eng_t *b, long count, long batch, const char *event)
 {
-    wh_fire_req_t req = { .event = event };
-    char id[32];
-    span_t t0 = span_now();
-    for (long i = 1; i <= count;) {
-        long n = count - i + 1 < batch ? count - i + 1 : batch;
-        for (long k = 0; k < n; k++) {
-            snprintf(id, sizeof(id), "T%08ld", i + k);
-            if (wh_engine_fire(b->eng, "fire-brigade", id, &req, NULL, NULL, on_done, b) != 0)
-                die("wh_engine_fire", "refused to queue");
-        }
-        b->submitted += n;
-        run_until_done(b);
-        i += n;
-    }
-    return span_since(t0);
+    fire_event = event;
+    return drive(b, 1, count + 1, batch, submit_fire);
 }
 
 /* ---- the reference: rows copied from what the engine wrote ---- */

@@ -407,44 +407,68 @@ static int outbox_insert(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_m
     return rc == 0 ? wh_store_exec(e->store, st) : rc;
 }
 
+/* Appends n bytes to a buffer sized by the caller. */
+static char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
 /* The SPEC §5 body, put together from parts already serialized: the ticket
  * and event texts are made once per change, not once per recipient. */
 static char *message_text(wh_msg_type_t type, const char *stamp, const char *ticket,
                           const char *event, const char *escalation, const char *actions)
 {
-    static const char fmt[] = "{\"type\":\"%s\",\"timestamp\":\"%s\",\"data\":{\"ticket\":%s,"
-                              "\"event\":%s%s%s,\"actions\":%s}}";
-    const char *esc_key = escalation ? ",\"escalation\":" : "";
-    int len = snprintf(NULL, 0, fmt, wh_msg_type_name(type), stamp, ticket, event, esc_key,
-                       escalation ? escalation : "", actions);
-    char *out = len > 0 ? malloc((size_t)len + 1) : NULL;
-    if (out != NULL)
-        snprintf(out, (size_t)len + 1, fmt, wh_msg_type_name(type), stamp, ticket, event, esc_key,
-                 escalation ? escalation : "", actions);
+    static const char p1[] = "{\"type\":\"", p2[] = "\",\"timestamp\":\"",
+                      p3[] = "\",\"data\":{\"ticket\":", p4[] = ",\"event\":",
+                      p5[] = ",\"escalation\":", p6[] = ",\"actions\":", p7[] = "}}";
+    const char *name = wh_msg_type_name(type);
+    size_t ln = strlen(name), ls = strlen(stamp), lt = strlen(ticket), le = strlen(event),
+           lx = escalation ? strlen(escalation) : 0, la = strlen(actions);
+    char *out = malloc(sizeof(p1) + ln + sizeof(p2) + ls + sizeof(p3) + lt + sizeof(p4) + le +
+                       sizeof(p5) + lx + sizeof(p6) + la + sizeof(p7));
+    char *p = out;
+
+    if (out == NULL)
+        return NULL;
+    p = put(p, p1, sizeof(p1) - 1);
+    p = put(p, name, ln);
+    p = put(p, p2, sizeof(p2) - 1);
+    p = put(p, stamp, ls);
+    p = put(p, p3, sizeof(p3) - 1);
+    p = put(p, ticket, lt);
+    p = put(p, p4, sizeof(p4) - 1);
+    p = put(p, event, le);
+    if (escalation != NULL) {
+        p = put(p, p5, sizeof(p5) - 1);
+        p = put(p, escalation, lx);
+    }
+    p = put(p, p6, sizeof(p6) - 1);
+    p = put(p, actions, la);
+    p = put(p, p7, sizeof(p7)); /* with its NUL */
     return out;
 }
 
 /* Queues one SPEC §5 message per org, to be delivered by the notifier: the
- * same body for every recipient but for its action links. */
+ * same body for every recipient but for its action links. ticket_text is
+ * the ticket as serialized for the change's answer. */
 static int enqueue(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_msg_type_t type,
-                   const char *const *orgs, size_t n, json_t *ticket, json_t *event,
+                   const char *const *orgs, size_t n, const char *ticket_text, json_t *event,
                    json_t *escalation)
 {
     const size_t flags = JSON_COMPACT | WH_JSON_REAL;
     const wh_workflow_t *wf = NULL;
     wh_mach_view_t view, *v = NULL;
-    char stamp[26], *tt = NULL, *et = NULL, *xt = NULL, *common = NULL;
+    char stamp[26], *et = NULL, *xt = NULL, *common = NULL;
     int rc = 0;
 
     if (n == 0)
         return 0;
     memset(&view, 0, sizeof(view));
     wh_time_format_tz(now, e->opt.tz, stamp);
-    tt = json_dumps(ticket, flags);
     et = json_dumps(event, flags);
     xt = escalation ? json_dumps(escalation, flags) : NULL;
-    if (tt == NULL || et == NULL || (escalation != NULL && xt == NULL) ||
-        (common = message_text(type, stamp, tt, et, xt, "{}")) == NULL) {
+    if (et == NULL || (escalation != NULL && xt == NULL)) {
         rc = WH_ENOMEM;
         goto out;
     }
@@ -455,10 +479,14 @@ static int enqueue(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_msg_typ
     for (size_t i = 0; rc == 0 && i < n; i++) {
         json_t *acts = v ? actions_for(e, wf, v, t, orgs[i], now) : NULL;
         char *at = NULL, *own = NULL;
-        if (acts != NULL && json_object_size(acts) > 0 &&
-            ((at = json_dumps(acts, flags)) == NULL ||
-             (own = message_text(type, stamp, tt, et, xt, at)) == NULL))
+        if (acts != NULL && json_object_size(acts) > 0) {
+            if ((at = json_dumps(acts, flags)) == NULL ||
+                (own = message_text(type, stamp, ticket_text, et, xt, at)) == NULL)
+                rc = WH_ENOMEM;
+        } else if (common == NULL &&
+                   (common = message_text(type, stamp, ticket_text, et, xt, "{}")) == NULL) {
             rc = WH_ENOMEM;
+        }
         json_decref(acts);
         if (rc == 0)
             rc = outbox_insert(e, t, now, type, orgs[i], i, own ? own : common);
@@ -467,11 +495,20 @@ static int enqueue(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_msg_typ
     }
 out:
     wh_mach_view_free(&view);
-    free(tt);
     free(et);
     free(xt);
     free(common);
     return rc;
+}
+
+/* The change's answer: the ticket, and its text as the API sends it and
+ * the messages embed it (serialized once). */
+static int answer_ticket(wh_engine_t *e, wh_op_t *op, const wh_ticket_t *t, const wh_workflow_t *wf,
+                         int64_t now)
+{
+    op->ticket = wh_ticket_json(t, wf, e->opt.tz, now);
+    op->ticket_text = op->ticket ? json_dumps(op->ticket, JSON_COMPACT | WH_JSON_REAL) : NULL;
+    return op->ticket_text ? 0 : WH_ENOMEM;
 }
 
 /* ---- idempotency ---- */
@@ -509,11 +546,10 @@ static int idem_check(wh_engine_t *e, wh_op_t *op, int64_t now, bool *replay)
     rc = ticket_id ? wh_ticket_load(e->store, ticket_id, &t) : WH_ENOENT;
     if (rc == 0) {
         const wh_workflow_t *wf = wh_engine_workflow(e, t.workflow, t.version);
-        op->ticket = wh_ticket_json(&t, wf, e->opt.tz, now);
         op->status = status;
         op->replayed = true;
         *replay = true;
-        rc = op->ticket ? 0 : WH_ENOMEM;
+        rc = answer_ticket(e, op, &t, wf, now);
     }
     wh_ticket_clear(&t);
     free(ticket_id);
@@ -740,12 +776,9 @@ static int write_new_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf
         (rc = wh_ticket_insert(e->store, t)) != 0 ||
         (rc = wh_ticket_save_assignees(e->store, t, false)) != 0)
         goto out;
-    op->ticket = wh_ticket_json(t, wf, e->opt.tz, now);
-    if (op->ticket == NULL) {
-        rc = WH_ENOMEM;
+    if ((rc = answer_ticket(e, op, t, wf, now)) != 0)
         goto out;
-    }
-    rc = enqueue(e, t, now, res->msg_type, res->notify, res->nnotify, op->ticket, row, NULL);
+    rc = enqueue(e, t, now, res->msg_type, res->notify, res->nnotify, op->ticket_text, row, NULL);
 out:
     json_decref(row);
     return rc;
@@ -962,10 +995,11 @@ static int write_fire(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, wh_t
                           fire_data(op, wf, t, res), &row);
     if (rc == 0)
         rc = wh_ticket_update(e->store, t);
-    if (rc == 0 && (op->ticket = wh_ticket_json(t, wf, e->opt.tz, now)) == NULL)
-        rc = WH_ENOMEM;
+    if (rc == 0)
+        rc = answer_ticket(e, op, t, wf, now);
     if (rc == 0 && res->entered)
-        rc = enqueue(e, t, now, res->msg_type, res->notify, res->nnotify, op->ticket, row, NULL);
+        rc = enqueue(e, t, now, res->msg_type, res->notify, res->nnotify, op->ticket_text, row,
+                     NULL);
     json_decref(row);
     free(from);
     return rc;
@@ -1097,6 +1131,7 @@ static int escalate_step(ladder_t *l, const deadline_row_t *d)
     const char **targets = NULL;
     size_t ntargets = 0;
     json_t *row = NULL, *ticket = NULL, *data;
+    char *text = NULL;
     int64_t level;
     int rc;
 
@@ -1118,14 +1153,15 @@ static int escalate_step(ladder_t *l, const deadline_row_t *d)
     if (rc == 0)
         rc = wh_mach_targets(l->wf, l->e->opt.dir, &l->view.t, step->notify, NULL, &targets,
                              &ntargets);
-    if (rc == 0 && (ticket = wh_ticket_json(l->t, l->wf, l->e->opt.tz, l->now)) == NULL)
+    if (rc == 0 && ((ticket = wh_ticket_json(l->t, l->wf, l->e->opt.tz, l->now)) == NULL ||
+                    (text = json_dumps(ticket, JSON_COMPACT | WH_JSON_REAL)) == NULL))
         rc = WH_ENOMEM;
     if (rc == 0) {
         json_t *info = json_pack("{s:s,s:I,s:I}", "name", esc->name, "step", (json_int_t)d->step,
                                  "level", (json_int_t)level);
-        rc = info ? enqueue(l->e, l->t, l->now, WH_MSG_ESCALATED, targets, ntargets, ticket, row,
-                            info)
-                  : WH_ENOMEM;
+        rc = info
+                 ? enqueue(l->e, l->t, l->now, WH_MSG_ESCALATED, targets, ntargets, text, row, info)
+                 : WH_ENOMEM;
         json_decref(info);
     }
     if (rc == 0 && step->has_repeat) {
@@ -1135,6 +1171,7 @@ static int escalate_step(ladder_t *l, const deadline_row_t *d)
         rc = insert_deadline(l->e, l->t, key, next, d->kind, d->ref, d->step, true);
     }
     free(targets);
+    free(text);
     json_decref(ticket);
     json_decref(row);
     return rc;

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/actions.h"
 #include "engine/audit.h"
@@ -154,6 +155,35 @@ static int rebuild_audit(wh_engine_t *e, char *err, size_t errlen)
     return rc;
 }
 
+/* The last outbox row committed (0 when there is none). */
+static int64_t outbox_max_id(wh_engine_t *e)
+{
+    sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_OUTBOX_MAX_ID);
+    int64_t id = 0;
+    if (wh_store_step(e->store, st) == 1)
+        id = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return id;
+}
+
+/* Durability full: commits stop waiting for the disk on the loop; the
+ * engine syncs the log on the thread pool and answers after (run_batch).
+ * What an earlier process committed is synced here first, so every
+ * outbox row there is now may be sent. */
+static int defer_sync(wh_engine_t *e)
+{
+    int rc = wh_store_defer_sync(e->store);
+    if (rc == 0 && (e->wal_fd = dup(wh_store_wal_fd(e->store))) < 0)
+        rc = WH_EIO;
+    if (rc == 0)
+        rc = wh_store_sync(e->wal_fd);
+    if (rc == 0) {
+        e->defer_sync = true;
+        e->outbox_durable = e->outbox_committed = outbox_max_id(e);
+    }
+    return rc;
+}
+
 static void check_cb(uv_check_t *h);
 static void idle_cb(uv_idle_t *h)
 {
@@ -179,6 +209,8 @@ int wh_engine_open(const wh_engine_options_t *opt, wh_engine_t **out, char *err,
     if (e == NULL)
         return WH_ENOMEM;
     e->opt = *opt;
+    e->wal_fd = -1;
+    e->outbox_durable = INT64_MAX;
     e->max_queued = opt->max_queued ? opt->max_queued : DEFAULT_MAX_QUEUED;
     wh_hist_init(&e->stats.batch_size, batch_bounds, sizeof(batch_bounds) / sizeof(double));
     wh_hist_init(&e->stats.commit_seconds, commit_bounds, sizeof(commit_bounds) / sizeof(double));
@@ -193,10 +225,16 @@ int wh_engine_open(const wh_engine_options_t *opt, wh_engine_t **out, char *err,
         rc = load_last_rid(e);
     if (rc == 0)
         rc = wh_actions_load_key(e->store, e->action_key);
+    if (rc == 0 && opt->durability_full)
+        rc = defer_sync(e);
+    if (rc == 0)
+        rc = wh_store_checkpoint_apart(e->store);
     if (rc != 0) {
         if (err[0] == '\0' && e->store != NULL)
             snprintf(err, errlen, "%s", wh_store_errmsg(e->store));
         wh_store_close(e->store);
+        if (e->wal_fd >= 0)
+            close(e->wal_fd);
         free(e);
         return rc;
     }
@@ -238,6 +276,7 @@ static void free_op(wh_op_t *op)
     free(op->idem_key);
     free(op->digest);
     json_decref(op->ticket);
+    free(op->ticket_text);
     free(op);
 }
 
@@ -379,10 +418,18 @@ static int apply_op(wh_engine_t *e, wh_op_t *op, int64_t now)
                                     : wh_apply_deadline(e, op, now);
 }
 
-static void fail_op(wh_op_t *op, int rc)
+/* Drops the answer a change had made (it failed, or runs again). */
+static void drop_answer(wh_op_t *op)
 {
     json_decref(op->ticket);
     op->ticket = NULL;
+    free(op->ticket_text);
+    op->ticket_text = NULL;
+}
+
+static void fail_op(wh_op_t *op, int rc)
+{
+    drop_answer(op);
     op->err = rc;
     if (op->message[0] == '\0')
         snprintf(op->message, sizeof(op->message), "%s", wh_strerror(rc));
@@ -424,8 +471,7 @@ static bool apply_fast(wh_engine_t *e, wh_op_t *op, int64_t now)
  * again after a rollback). */
 static void reset_op(wh_op_t *op)
 {
-    json_decref(op->ticket);
-    op->ticket = NULL;
+    drop_answer(op);
     op->err = 0;
     op->status = 0;
     op->replayed = false;
@@ -438,6 +484,7 @@ static void answer(wh_op_t *op)
                                .status = op->err ? wh_err_http_status(op->err) : op->status,
                                .message = op->err ? op->message : NULL,
                                .ticket = op->err ? NULL : op->ticket,
+                               .ticket_text = op->err ? NULL : op->ticket_text,
                                .replayed = op->replayed };
     if (op->cb != NULL)
         op->cb(&res, op->arg);
@@ -455,6 +502,80 @@ static void prune(wh_engine_t *e, int64_t now)
         wh_store_release(e->store);
     else
         wh_store_rollback_to(e->store);
+}
+
+/* ---- syncing the log off the loop (durability full) ---- */
+
+/* Answers a group of committed changes once the sync that covers them
+ * ended; rc is its outcome. */
+static void answer_synced(wh_op_t *group, int rc)
+{
+    for (wh_op_t *op = group, *next; op != NULL; op = next) {
+        next = op->next;
+        if (rc != 0) {
+            /* The change is in the database but the disk did not confirm
+             * it: the caller must not take it as durable. */
+            op->err = WH_ESTORAGE;
+            snprintf(op->message, sizeof(op->message),
+                     "the change was written but the disk did not confirm it (fdatasync failed)");
+        }
+        answer(op);
+        free_op(op);
+    }
+}
+
+static void close_cb(uv_handle_t *h);
+
+static void sync_work(uv_work_t *w)
+{
+    wh_engine_t *e = w->data;
+    e->sync_rc = wh_store_sync(e->wal_fd);
+}
+
+static void start_sync(wh_engine_t *e);
+
+static void sync_done(uv_work_t *w, int status)
+{
+    wh_engine_t *e = w->data;
+    wh_op_t *group = e->syncing;
+    int rc = status != 0 ? WH_ESTORAGE : e->sync_rc;
+
+    e->syncing = NULL;
+    e->sync_busy = false;
+    if (!e->closing) { /* (on close, wh_engine_close answered the group) */
+        if (rc != 0)
+            fprintf(stderr, "whistle: fdatasync of the log failed: %s\n", wh_strerror(rc));
+        else
+            e->outbox_durable = e->sync_outbox;
+        answer_synced(group, rc);
+        wh_outbox_kick(e);
+        start_sync(e);
+    }
+    /* The engine stays allocated while a sync is in flight. */
+    close_cb((uv_handle_t *)&e->check);
+}
+
+/* Starts a sync for everything committed and not yet synced, unless one is
+ * running: its end starts the next, so syncs follow each other back to
+ * back and each covers every commit made while the one before ran. */
+static void start_sync(wh_engine_t *e)
+{
+    if (e->sync_busy || e->unsynced == NULL)
+        return;
+    e->syncing = e->unsynced;
+    e->unsynced = e->unsynced_tail = NULL;
+    e->sync_outbox = e->outbox_committed;
+    e->sync_work.data = e;
+    if (uv_queue_work(e->opt.loop, &e->sync_work, sync_work, sync_done) != 0) {
+        sync_work(&e->sync_work); /* cannot happen with a live loop; stay correct */
+        e->outbox_durable = e->sync_rc == 0 ? e->sync_outbox : e->outbox_durable;
+        answer_synced(e->syncing, e->sync_rc);
+        e->syncing = NULL;
+        wh_outbox_kick(e);
+        return;
+    }
+    e->sync_busy = true;
+    e->open_handles++;
 }
 
 /* Commits everything queued in one transaction, then answers each caller. */
@@ -497,6 +618,8 @@ static void run_batch(wh_engine_t *e)
     if (rc == 0) {
         wh_hist_observe(&e->stats.batch_size, (double)nops);
         wh_hist_observe(&e->stats.commit_seconds, (double)(uv_hrtime() - start) / 1e9);
+        if (e->defer_sync)
+            e->outbox_committed = outbox_max_id(e);
     }
     if (rc != 0) {
         wh_store_rollback(e->store);
@@ -519,11 +642,24 @@ static void run_batch(wh_engine_t *e)
             if (transient)
                 wh_sched_push(e, op->deadline, now + 5);
         }
+        if (rc == 0 && op->err == 0 && e->defer_sync) {
+            /* Committed, not yet on disk: answered after the next sync. */
+            op->next = NULL;
+            if (e->unsynced_tail != NULL)
+                e->unsynced_tail->next = op;
+            else
+                e->unsynced = op;
+            e->unsynced_tail = op;
+            continue;
+        }
         answer(op);
         free_op(op);
     }
     wh_sched_arm(e);
-    wh_outbox_kick(e);
+    if (e->defer_sync)
+        start_sync(e);
+    else
+        wh_outbox_kick(e);
 }
 
 static void check_cb(uv_check_t *h)
@@ -539,6 +675,8 @@ static void close_cb(uv_handle_t *h)
     wh_engine_t *e = h->data;
     if (--e->open_handles > 0)
         return;
+    if (e->wal_fd >= 0)
+        close(e->wal_fd);
     for (size_t i = 0; i < e->nstored; i++)
         wh_workflow_free(e->stored[i]);
     free(e->stored);
@@ -551,6 +689,14 @@ void wh_engine_close(wh_engine_t *e)
         return;
     e->closing = true;
     run_batch(e);
+    if (e->syncing != NULL || e->unsynced != NULL) {
+        /* Everything committed is synced now, on the loop: the callers hear
+         * before close returns (a sync still in flight ends unheard). */
+        int rc = wh_store_sync(e->wal_fd);
+        answer_synced(e->syncing, rc);
+        answer_synced(e->unsynced, rc);
+        e->syncing = e->unsynced = e->unsynced_tail = NULL;
+    }
     wh_outbox_close(e);
     wh_store_close(e->store);
     e->store = NULL;

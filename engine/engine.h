@@ -80,7 +80,8 @@ typedef struct {
     int status;          /* HTTP status: 200/201, or wh_err_http_status(err) */
     const char *message; /* on error: what is wrong, naming the field */
     json_t *ticket;      /* on success: the ticket (SPEC §4 shape); borrowed for the callback */
-    bool replayed;       /* an Idempotency-Key replay */
+    const char *ticket_text; /* on success: ticket as compact JSON text; borrowed likewise */
+    bool replayed;           /* an Idempotency-Key replay */
 } wh_engine_result_t;
 
 typedef void (*wh_engine_cb)(const wh_engine_result_t *res, void *arg);

@@ -34,6 +34,7 @@ typedef struct wh_op_s {
     bool replayed;
     char message[256];
     json_t *ticket;
+    char *ticket_text; /* ticket, serialized (JSON_COMPACT | WH_JSON_REAL) */
 } wh_op_t;
 
 struct wh_engine_s {
@@ -54,6 +55,19 @@ struct wh_engine_s {
      * from the database on first use. */
     wh_workflow_t **stored;
     size_t nstored;
+    /* Durability full with the fsync off the loop (wh_store_defer_sync):
+     * changes committed but not yet on disk wait in unsynced; one
+     * fdatasync of the log at a time runs on the thread pool, for the
+     * changes in syncing, which hear their answers when it returns. */
+    bool defer_sync;
+    int wal_fd; /* the engine's own descriptor of the log */
+    wh_op_t *unsynced, *unsynced_tail, *syncing;
+    bool sync_busy;
+    int sync_rc;
+    uv_work_t sync_work;
+    /* Outbox rows up to outbox_durable are on disk and may be sent;
+     * outbox_committed is the last row the latest commit left. */
+    int64_t outbox_durable, outbox_committed, sync_outbox;
     struct wh_outbox_s *outbox;   /* engine/outbox.c; NULL without a notifier */
     unsigned char action_key[32]; /* signs action links (engine/actions.c) */
     wh_engine_stats_t stats;      /* GET /metrics (engine/engine.c) */

@@ -1,10 +1,14 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
 
+#include "engine/checkpoint.h"
 #include "engine/error.h"
 #include "engine/jcs.h"
 #include "engine/store.h"
@@ -13,6 +17,8 @@
 struct wh_store_s {
     sqlite3 *db;
     sqlite3_stmt *stmts[WH_STMT__COUNT];
+    int wal_fd;      /* the write-ahead log, for wh_store_sync; -1 until deferred */
+    wh_ckpt_t *ckpt; /* checkpoints on a thread (wh_store_checkpoint_apart) */
     char errmsg[256];
 };
 
@@ -340,6 +346,20 @@ static int configure(wh_store_t *s, bool full, bool read_only)
     return exec_sql(s, sql);
 }
 
+static void tune_sqlite_once(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+/* SQLite keeps memory statistics under a global mutex taken on every
+ * allocation; nothing here reads them. Set once, before the first open
+ * (it is refused, harmlessly, once SQLite has started). */
+static void tune_sqlite(void)
+{
+    static uv_once_t once = UV_ONCE_INIT;
+    uv_once(&once, tune_sqlite_once);
+}
+
 int wh_store_open(const char *path, bool full, bool read_only, wh_store_t **out, char *err,
                   size_t errlen)
 {
@@ -350,6 +370,8 @@ int wh_store_open(const char *path, bool full, bool read_only, wh_store_t **out,
     *out = NULL;
     if (s == NULL)
         return WH_ENOMEM;
+    s->wal_fd = -1;
+    tune_sqlite();
     if (!read_only && (rc = make_parent_dir(path, err, errlen)) != 0)
         goto out;
     rc = wh_store_err(s, sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL));
@@ -388,10 +410,68 @@ void wh_store_close(wh_store_t *s)
 {
     if (s == NULL)
         return;
+    wh_ckpt_close(s->ckpt);
     for (int i = 0; i < WH_STMT__COUNT; i++)
         sqlite3_finalize(s->stmts[i]);
     sqlite3_close(s->db);
+    if (s->wal_fd >= 0)
+        close(s->wal_fd);
     free(s);
+}
+
+/* Commits stop syncing the log (synchronous=NORMAL), and the caller syncs
+ * it instead through its own descriptor, whenever it chooses (wh_store_sync).
+ * fdatasync on any descriptor of a file flushes every write made to it, so
+ * a sync that starts after a commit ends makes that commit as durable as
+ * synchronous=FULL would have; SQLite still syncs the log before each
+ * checkpoint and the database after it, as it does under FULL. The log
+ * file stays while this connection is open (SQLite deletes it only when
+ * the last connection closes), and shrinking it keeps its inode. */
+int wh_store_defer_sync(wh_store_t *s)
+{
+    const char *wal = sqlite3_filename_wal(sqlite3_db_filename(s->db, "main"));
+    int rc = exec_sql(s, "PRAGMA synchronous=NORMAL");
+
+    if (rc != 0)
+        return rc;
+    /* The log exists once the connection has read in WAL mode (migrate). */
+    s->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
+    if (s->wal_fd < 0) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "cannot open %s: %s", wal, strerror(errno));
+        exec_sql(s, "PRAGMA synchronous=FULL");
+        return WH_EIO;
+    }
+    return 0;
+}
+
+int wh_store_checkpoint_apart(wh_store_t *s)
+{
+    int rc = wh_ckpt_open(s->db, sqlite3_db_filename(s->db, "main"), &s->ckpt);
+    if (rc != 0)
+        snprintf(s->errmsg, sizeof(s->errmsg), "cannot start the checkpoint thread: %s",
+                 wh_strerror(rc));
+    return rc;
+}
+
+void wh_store_checkpoint_stats(const wh_store_t *s, wh_ckpt_stats_t *out)
+{
+    if (s->ckpt != NULL)
+        wh_ckpt_stats(s->ckpt, out);
+    else
+        *out = (wh_ckpt_stats_t){ 0 };
+}
+
+int wh_store_sync(int fd)
+{
+    while (fdatasync(fd) != 0)
+        if (errno != EINTR)
+            return WH_ESTORAGE;
+    return 0;
+}
+
+int wh_store_wal_fd(const wh_store_t *s)
+{
+    return s->wal_fd;
 }
 
 int wh_store_put_workflow(wh_store_t *s, const char *name, int64_t version, const char *digest,

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/checkpoint.h"
+
 #define WH_STORE_SCHEMA_VERSION 2
 /* A nullable integer column read as this value when NULL. */
 #define WH_NULL_TIME INT64_MIN
@@ -28,6 +30,19 @@ int wh_store_open(const char *path, bool full, bool read_only, wh_store_t **out,
                   size_t errlen);
 /* Accepts NULL. */
 void wh_store_close(wh_store_t *s);
+/* Durability full with the fsync moved off the committing thread: commits
+ * no longer sync the write-ahead log; wh_store_sync(wh_store_wal_fd(s))
+ * does, and a commit is durable once a sync started after it returns.
+ * For a writable store opened with full. Returns 0 or WH_E*. */
+int wh_store_defer_sync(wh_store_t *s);
+/* The log's descriptor after wh_store_defer_sync, else -1. */
+int wh_store_wal_fd(const wh_store_t *s);
+/* fdatasync(fd), safe on any thread. 0 or WH_ESTORAGE. */
+int wh_store_sync(int fd);
+/* Moves the log's checkpoints off the committing thread (engine/checkpoint.h).
+ * For a writable store. Returns 0 or WH_E*. */
+int wh_store_checkpoint_apart(wh_store_t *s);
+void wh_store_checkpoint_stats(const wh_store_t *s, wh_ckpt_stats_t *out);
 /* How long a write waits for another process's lock before failing with
  * WH_ESTORAGE (the default at open is 5 s; the engine sets less, because
  * the loop cannot serve anyone while it waits). */
@@ -112,6 +127,7 @@ typedef enum {
     XX(OUTBOX_INSERT,                                                                              \
        "INSERT INTO outbox(webhook_id,ticket,org,type,payload,status,attempts,next_at,"            \
        "created_at,updated_at) VALUES(?1,?2,?3,?4,?5,?6,0,?7,?8,?8)")                              \
+    XX(OUTBOX_MAX_ID, "SELECT coalesce(max(id),0) FROM outbox")                                    \
     XX(OUTBOX_SENT_TO, "SELECT 1 FROM outbox WHERE ticket=?1 AND org=?2 LIMIT 1")                  \
     XX(IDEM_GET,                                                                                   \
        "SELECT digest,status,ticket,created_at FROM idempotency WHERE org=?1 AND key=?2")          \

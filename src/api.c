@@ -91,13 +91,12 @@ typedef wh_refusal_t refusal_t;
 
 /* ---- answers ---- */
 
-/* Sends body (stolen) with status; extra is NULL or name, value, …, NULL
- * (at most 4 pairs). */
-static void reply(wh_http_req_t *r, int status, json_t *body, const char *const *extra)
+/* Sends JSON text (NULL: out of memory) with status; extra is NULL or
+ * name, value, …, NULL (at most 4 pairs). */
+static void reply_text(wh_http_req_t *r, int status, const char *text, const char *const *extra)
 {
     const char *hdr[12] = { "Content-Type", "application/json" };
     size_t n = 2;
-    char *text = body != NULL ? json_dumps(body, JSON_COMPACT | WH_JSON_REAL) : NULL;
     static const char oom[] =
         "{\"error\":{\"code\":\"unavailable\",\"message\":\"out of memory\"}}";
 
@@ -110,6 +109,13 @@ static void reply(wh_http_req_t *r, int status, json_t *body, const char *const 
         wh_http_respond(r, 503, hdr, oom, strlen(oom));
     else
         wh_http_respond(r, status, hdr, text, strlen(text));
+}
+
+/* Sends body (stolen) with status, as reply_text. */
+static void reply(wh_http_req_t *r, int status, json_t *body, const char *const *extra)
+{
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT | WH_JSON_REAL) : NULL;
+    reply_text(r, status, text, extra);
     free(text);
     json_decref(body);
 }
@@ -161,7 +167,10 @@ static void on_result(const wh_engine_result_t *res, void *arg)
         extra[n++] = "Location";
         extra[n++] = location;
     }
-    reply(r, res->status, json_incref(res->ticket), extra);
+    if (res->ticket_text != NULL)
+        reply_text(r, res->status, res->ticket_text, extra);
+    else
+        reply(r, res->status, json_incref(res->ticket), extra);
 }
 
 /* ---- routing ---- */

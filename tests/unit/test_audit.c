@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include "engine/audit.h"
 #include "engine/calendar.h"
@@ -19,6 +18,7 @@
 #include "engine/store.h"
 #include "engine/workflow.h"
 #include "src/config.h"
+#include "tests/unit/run_until.h"
 
 static int64_t fake_now;
 static uv_loop_t loop;
@@ -125,8 +125,7 @@ static void on_result(const wh_engine_result_t *res, void *arg)
 
 static void run(outcome_t *o)
 {
-    for (int i = 0; i < 100 && !o->done; i++)
-        uv_run(&loop, UV_RUN_NOWAIT);
+    WH_RUN_UNTIL(&loop, o->done);
     cr_assert(o->done, "the callback did not run");
 }
 

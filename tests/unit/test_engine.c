@@ -5,13 +5,13 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "engine/calendar.h"
 #include "engine/engine.h"
 #include "engine/error.h"
 #include "engine/workflow.h"
 #include "src/config.h"
+#include "tests/unit/run_until.h"
 
 static int64_t fake_now;
 static uv_loop_t loop;
@@ -124,11 +124,11 @@ static void on_result(const wh_engine_result_t *res, void *arg)
 }
 
 /* The scheduler's timer keeps the loop alive, so run turns until the
- * callback came (bounded, so a lost callback fails instead of hanging). */
+ * callback came: the commit, then the sync of the log on the thread pool
+ * (bounded, so a lost callback fails instead of hanging). */
 static void run(outcome_t *o)
 {
-    for (int i = 0; i < 100 && !o->done; i++)
-        uv_run(&loop, UV_RUN_NOWAIT);
+    WH_RUN_UNTIL(&loop, o->done);
     cr_assert(o->done, "the callback did not run");
 }
 

@@ -9,13 +9,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include "engine/calendar.h"
 #include "engine/store.h"
 #include "engine/engine.h"
 #include "engine/workflow.h"
 #include "src/config.h"
+#include "tests/unit/run_until.h"
 
 static char dir[128], cfgpath[192], dbpath[192];
 
@@ -84,8 +84,7 @@ static void on_result(const wh_engine_result_t *res, void *arg)
  * callback has set *status (bounded, so a lost callback fails the test). */
 static void run_until(uv_loop_t *loop, const int *status)
 {
-    for (int i = 0; i < 100 && *status == 0; i++)
-        uv_run(loop, UV_RUN_NOWAIT);
+    WH_RUN_UNTIL(loop, *status != 0);
     cr_assert_neq(*status, 0, "the callback did not run");
 }
 
