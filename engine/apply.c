@@ -1306,3 +1306,114 @@ out:
         snprintf(op->message, sizeof(op->message), "%s", wh_strerror(rc));
     return rc;
 }
+
+/* ---- a calendar that changed (SPEC §3) ---- */
+
+/* The rids with a state deadline or a running or paused clock not yet due,
+ * in order, each once. */
+static int pending_rids(wh_engine_t *e, int64_t now, int64_t **out, size_t *n)
+{
+    static const char sql[] = "SELECT rid FROM tickets WHERE due_at > ?1 UNION "
+                              "SELECT ticket FROM clocks WHERE status IN (1, 2) AND due_at > ?1 "
+                              "ORDER BY 1";
+    sqlite3_stmt *st = NULL;
+    size_t cap = 0;
+    int rc = wh_store_err(e->store, sqlite3_prepare_v2(wh_store_db(e->store), sql, -1, &st, NULL));
+
+    *out = NULL;
+    *n = 0;
+    if (rc == 0)
+        rc = wh_store_bind(e->store, st, "i", now);
+    while (rc == 0 && (rc = wh_store_step(e->store, st)) == 1) {
+        if (*n == cap) {
+            int64_t *v = realloc(*out, (cap = cap ? 2 * cap : 256) * sizeof(*v));
+            if (v == NULL) {
+                rc = WH_ENOMEM;
+                break;
+            }
+            *out = v;
+        }
+        (*out)[(*n)++] = sqlite3_column_int64(st, 0);
+        rc = 0;
+    }
+    sqlite3_finalize(st);
+    return rc < 0 ? rc : 0;
+}
+
+/* One ticket: its state deadline again from when it entered the state, on
+ * the new calendar; each clock keeps the working time it had left on the
+ * old one (counted from now, or from the start of its pause). Only
+ * working-time durations move; wall-clock ones do not depend on a calendar. */
+static int recalendar_ticket(wh_engine_t *e, const char *name, const wh_calendar_t *old,
+                             int64_t rid, int64_t now, bool *moved)
+{
+    wh_ticket_t t;
+    const wh_workflow_t *wf;
+    const wh_calendar_t *cal;
+    int rc = load_ticket_by_rid(e, rid, &t), st, prio;
+
+    *moved = false;
+    if (rc != 0)
+        goto out;
+    wf = wh_engine_workflow(e, t.workflow, t.version);
+    if (wf == NULL || strcmp(wf->calendar ? wf->calendar : "workdays", name) != 0 ||
+        (cal = wh_engine_calendar(e, wf)) == NULL)
+        goto out;
+    st = wh_workflow_state(wf, t.state);
+    prio = wh_workflow_priority(wf, t.priority);
+    if (st >= 0 && wf->states[st].has_deadline && wh_duration_is_work(wf->states[st].within) &&
+        t.due_at != WH_NULL_TIME && t.due_at > now) {
+        const wh_state_t *s = &wf->states[st];
+        int64_t due = add_dur(cal, t.state_since, s->within);
+        if (due != t.due_at) {
+            if (t.audit.report_due == t.due_at && wf->states[st].initial && t.visit == 1)
+                t.audit.report_due = due;
+            t.due_at = due;
+            *moved = true;
+            if ((rc = delete_deadlines(e, &t, DEADLINE_STATE, s->name)) != 0 ||
+                (rc = schedule(e, wf, &t, DEADLINE_STATE, s->name, t.visit, due, s->escalate, true,
+                               t.escalation_level)) != 0)
+                goto out;
+        }
+    }
+    for (size_t i = 0; i < t.nclocks; i++) {
+        wh_tclock_t *c = &t.clocks[i];
+        int ci = wh_workflow_clock(wf, c->name);
+        int64_t from = c->status == WH_CLOCK_PAUSED ? c->paused_since : now, due;
+        if (ci < 0 || !wh_duration_is_work(wf->clocks[ci].within[prio < 0 ? 0 : prio]) ||
+            (c->status != WH_CLOCK_RUNNING && c->status != WH_CLOCK_PAUSED) || c->breached ||
+            c->due_at == WH_NULL_TIME || c->due_at <= now || from == WH_NULL_TIME)
+            continue;
+        due =
+            wh_calendar_add_work_seconds(cal, from, wh_calendar_work_seconds(old, from, c->due_at));
+        if (due == c->due_at)
+            continue;
+        c->due_at = due;
+        *moved = true;
+        if ((rc = wh_ticket_save_clock(e->store, &t, c)) != 0 ||
+            (rc = schedule_clock(e, wf, &t, c)) != 0)
+            goto out;
+    }
+    if (*moved)
+        rc = wh_ticket_update(e->store, &t);
+out:
+    wh_ticket_clear(&t);
+    return rc == WH_ENOENT ? 0 : rc;
+}
+
+int wh_apply_recalendar(wh_engine_t *e, const char *name, const wh_calendar_t *old, int64_t now,
+                        int64_t *moved)
+{
+    int64_t *rids = NULL;
+    size_t n = 0;
+    int rc = pending_rids(e, now, &rids, &n);
+
+    *moved = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        bool m = false;
+        rc = recalendar_ticket(e, name, old, rids[i], now, &m);
+        *moved += m;
+    }
+    free(rids);
+    return rc;
+}

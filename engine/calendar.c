@@ -448,6 +448,11 @@ const wh_tz_t *wh_calendar_tz(const wh_calendar_t *cal)
     return cal->tz;
 }
 
+const char *wh_calendar_file(const wh_calendar_t *cal)
+{
+    return cal->file;
+}
+
 /* ---- days ---- */
 
 bool wh_calendar_is_workday(const wh_calendar_t *cal, int64_t day)

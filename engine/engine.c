@@ -88,6 +88,8 @@ static char *read_file(const char *path, size_t *len)
         if (ferror(f) || *len > WH_YDOC_MAX_BYTES) {
             free(buf);
             buf = NULL;
+        } else {
+            buf[*len] = '\0';
         }
     }
     fclose(f);
@@ -184,6 +186,86 @@ static int defer_sync(wh_engine_t *e)
     return rc;
 }
 
+/* SPEC §3: when a calendar changes, pending due times not yet passed are
+ * recomputed. The text of each calendar the due times were computed on is
+ * kept in meta ("calendar:NAME"); a calendar whose file now says something
+ * else moves them, the kept text telling how much working time each clock
+ * had left. Runs at every open: a reload (SIGHUP reopens the engine) and a
+ * restart after the file was edited alike. */
+static int recalendar_one(wh_engine_t *e, const wh_engine_calendar_t *c, int64_t now, char *err,
+                          size_t errlen)
+{
+    sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_META_GET);
+    const char *file = wh_calendar_file(c->cal);
+    char key[160], *src, *kept = NULL;
+    size_t len = 0;
+    int64_t moved = 0;
+    wh_calendar_t *old = NULL;
+    int rc;
+
+    if (file == NULL || (src = read_file(file, &len)) == NULL)
+        return 0; /* not from a file (tests): nothing to compare */
+    snprintf(key, sizeof(key), "calendar:%s", c->name);
+    rc = wh_store_bind(e->store, st, "s", key);
+    if (rc == 0 && (rc = wh_store_step(e->store, st)) == 1) {
+        kept = strdup(wh_store_col_text(st, 0));
+        rc = kept ? 0 : WH_ENOMEM;
+    }
+    sqlite3_reset(st);
+    if (rc != 0 || (kept != NULL && strlen(kept) == len && memcmp(kept, src, len) == 0))
+        goto out;
+    if (kept != NULL) {
+        wh_diag_t *diag = wh_diag_new();
+        char label[200];
+        snprintf(label, sizeof(label), "%s (as kept in the database)", c->name);
+        if (diag == NULL ||
+            wh_calendar_load_buffer(label, kept, strlen(kept), wh_tz_name(wh_calendar_tz(c->cal)),
+                                    diag, &old) != 0)
+            old = NULL;
+        if (old == NULL) {
+            fprintf(stderr,
+                    "whistle: warning: calendar %s: the text kept in the database no "
+                    "longer loads; due times stay as they are\n",
+                    c->name);
+            if (diag != NULL)
+                wh_diag_print(diag, stderr);
+        }
+        wh_diag_free(diag);
+    }
+    if ((rc = wh_store_begin(e->store)) != 0)
+        goto out;
+    if (old != NULL)
+        rc = wh_apply_recalendar(e, c->name, old, now, &moved);
+    st = wh_store_stmt(e->store, WH_STMT_META_PUT);
+    if (rc == 0 && (rc = wh_store_bind(e->store, st, "ss", key, src)) == 0)
+        rc = wh_store_exec(e->store, st);
+    if (rc == 0)
+        rc = wh_store_commit(e->store);
+    if (rc == 0 && e->defer_sync)
+        rc = wh_store_sync(e->wal_fd);
+    if (rc != 0) {
+        wh_store_rollback(e->store);
+        snprintf(err, errlen, "cannot move the due times of calendar %s: %s", c->name,
+                 wh_store_errmsg(e->store));
+    } else if (kept != NULL) {
+        fprintf(stderr, "whistle: calendar %s changed: due times of %lld tickets moved\n", c->name,
+                (long long)moved);
+    }
+out:
+    wh_calendar_free(old);
+    free(kept);
+    free(src);
+    return rc;
+}
+
+static int recalendar(wh_engine_t *e, char *err, size_t errlen)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < e->opt.ncalendars; i++)
+        rc = recalendar_one(e, &e->opt.calendars[i], wh_engine_now(e), err, errlen);
+    return rc;
+}
+
 static void check_cb(uv_check_t *h);
 static void idle_cb(uv_idle_t *h)
 {
@@ -214,6 +296,7 @@ int wh_engine_open(const wh_engine_options_t *opt, wh_engine_t **out, char *err,
     e->max_queued = opt->max_queued ? opt->max_queued : DEFAULT_MAX_QUEUED;
     wh_hist_init(&e->stats.batch_size, batch_bounds, sizeof(batch_bounds) / sizeof(double));
     wh_hist_init(&e->stats.commit_seconds, commit_bounds, sizeof(commit_bounds) / sizeof(double));
+    wh_hist_init(&e->stats.sync_seconds, commit_bounds, sizeof(commit_bounds) / sizeof(double));
     rc = wh_store_open(opt->db_path, opt->durability_full, false, &e->store, err, errlen);
     if (rc == 0)
         wh_store_set_busy_timeout(e->store, opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 200);
@@ -245,6 +328,10 @@ int wh_engine_open(const wh_engine_options_t *opt, wh_engine_t **out, char *err,
     rc = wh_sched_open(e);
     if (rc != 0) {
         snprintf(err, errlen, "cannot load pending deadlines: %s", wh_store_errmsg(e->store));
+        wh_engine_close(e);
+        return rc;
+    }
+    if ((rc = recalendar(e, err, errlen)) != 0) {
         wh_engine_close(e);
         return rc;
     }
@@ -542,6 +629,7 @@ static void sync_done(uv_work_t *w, int status)
 
     e->syncing = NULL;
     e->sync_busy = false;
+    wh_hist_observe(&e->stats.sync_seconds, (double)(uv_hrtime() - e->sync_start) / 1e9);
     if (!e->closing) { /* (on close, wh_engine_close answered the group) */
         if (rc != 0)
             fprintf(stderr, "whistle: fdatasync of the log failed: %s\n", wh_strerror(rc));
@@ -566,6 +654,7 @@ static void start_sync(wh_engine_t *e)
     e->unsynced = e->unsynced_tail = NULL;
     e->sync_outbox = e->outbox_committed;
     e->sync_work.data = e;
+    e->sync_start = uv_hrtime();
     if (uv_queue_work(e->opt.loop, &e->sync_work, sync_work, sync_done) != 0) {
         sync_work(&e->sync_work); /* cannot happen with a live loop; stay correct */
         e->outbox_durable = e->sync_rc == 0 ? e->sync_outbox : e->outbox_durable;
@@ -1072,7 +1161,12 @@ void wh_hist_observe(wh_hist_t *h, double v)
 
 void wh_engine_stats(const wh_engine_t *e, wh_engine_stats_t *out)
 {
+    wh_ckpt_stats_t c;
     *out = e->stats;
+    wh_store_checkpoint_stats(e->store, &c);
+    out->checkpoints_thread = c.background;
+    out->checkpoints_writer = c.inline_;
+    out->checkpoint_failures = c.failed;
 }
 
 /* Runs one counting query: its first columns (up to two) are labels, the

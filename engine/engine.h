@@ -234,6 +234,10 @@ typedef struct {
     wh_hist_t batch_size;
     wh_hist_t commit_seconds;
     uint64_t batch_retries;
+    wh_hist_t sync_seconds; /* durability full: each fdatasync of the log */
+    /* checkpoints of the log: by the checkpoint thread, by the writer at the
+     * hard bound, and those that failed (engine/checkpoint.h) */
+    uint64_t checkpoints_thread, checkpoints_writer, checkpoint_failures;
 } wh_engine_stats_t;
 
 void wh_engine_stats(const wh_engine_t *e, wh_engine_stats_t *out);

@@ -63,6 +63,7 @@ struct wh_engine_s {
     int wal_fd; /* the engine's own descriptor of the log */
     wh_op_t *unsynced, *unsynced_tail, *syncing;
     bool sync_busy;
+    uint64_t sync_start; /* uv_hrtime() when the running sync began */
     int sync_rc;
     uv_work_t sync_work;
     /* Outbox rows up to outbox_durable are on disk and may be sent;
@@ -86,6 +87,11 @@ int wh_apply_raise(wh_engine_t *e, wh_op_t *op, int64_t now);
 int wh_apply_fire(wh_engine_t *e, wh_op_t *op, int64_t now);
 /* A due time passed: breach, escalation step or `fire` (SPEC §3). */
 int wh_apply_deadline(wh_engine_t *e, wh_op_t *op, int64_t now);
+/* Calendar `name` changed from old to the one loaded now: moves the pending
+ * due times computed on it that have not passed (SPEC §3), inside the
+ * caller's transaction; *moved counts the tickets changed. */
+int wh_apply_recalendar(wh_engine_t *e, const char *name, const wh_calendar_t *old, int64_t now,
+                        int64_t *moved);
 
 /* The scheduler (engine/scheduler.c): every pending deadline row in a heap,
  * one timer armed at the earliest. */

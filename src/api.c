@@ -1081,6 +1081,21 @@ static void get_metrics(wh_api_t *a, wh_http_req_t *r, const char *org)
                       "Batches applied again, one savepoint per change, after a change failed "
                       "half-way.");
     wh_metrics_sample(&m, "whistle_commit_retries_total", NULL, (double)es.batch_retries);
+    wh_metrics_family(&m, "whistle_log_sync_duration_seconds", "histogram",
+                      "durability full: one fdatasync of the write-ahead log, run off the loop "
+                      "after commits; their callers are answered when it returns.");
+    wh_metrics_hist(&m, "whistle_log_sync_duration_seconds", NULL, NULL, &es.sync_seconds);
+    wh_metrics_family(&m, "whistle_checkpoints_total", "counter",
+                      "Checkpoints of the write-ahead log, by who ran them: the checkpoint "
+                      "thread, or the writer when the log reached its hard bound.");
+    wh_metrics_sample(&m, "whistle_checkpoints_total",
+                      (const char *const[]){ "by", "thread", NULL }, (double)es.checkpoints_thread);
+    wh_metrics_sample(&m, "whistle_checkpoints_total",
+                      (const char *const[]){ "by", "writer", NULL }, (double)es.checkpoints_writer);
+    wh_metrics_family(&m, "whistle_checkpoint_failures_total", "counter",
+                      "Checkpoints that failed (tried again after a later commit).");
+    wh_metrics_sample(&m, "whistle_checkpoint_failures_total", NULL,
+                      (double)es.checkpoint_failures);
     if (rc == 0)
         rc = wh_metrics_take(&m, &text, &len);
     wh_metrics_clear(&m);

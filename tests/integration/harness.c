@@ -67,13 +67,18 @@ void wh_test_write_city(const char *const *workflows, const char *extra)
         snprintf(src, sizeof(src), "%s/%s", WH_SOURCE_DIR, *w);
         cr_assert_eq(symlink(src, path), 0, "%s", path);
     }
+    /* A copy of the shipped calendar, which a test may edit and reload. */
+    char cp[1400];
+    snprintf(cp, sizeof(cp), "cp '%s/examples/calendars/cn.yaml' '%s/workdays.yaml'", WH_SOURCE_DIR,
+             wh_test_dir);
+    cr_assert_eq(system(cp), 0);
     snprintf(text, sizeof(text),
              "listen: 127.0.0.1:8080\n"
              "database: %s/var/whistle.db\n"
              "workflows: %s\n"
              "timezone: Asia/Shanghai\n"
              "calendars:\n"
-             "  workdays: " WH_SOURCE_DIR "/examples/calendars/cn.yaml\n"
+             "  workdays: %s/workdays.yaml\n"
              "%s"
              "orgs:\n"
              "  - { id: xintan-street, name: 新滩, kind: street, token: tok-xintan }\n"
@@ -91,7 +96,7 @@ void wh_test_write_city(const char *const *workflows, const char *extra)
              "  - { id: city-joint-meeting, name: 联席会议, kind: joint-meeting, token: "
              "tok-joint }\n"
              "  - { id: city-supervision, name: 督查室, kind: supervisor, token: tok-super }\n",
-             wh_test_dir, wf, extra != NULL ? extra : "");
+             wh_test_dir, wf, wh_test_dir, extra != NULL ? extra : "");
     snprintf(path, sizeof(path), "%s/whistle.yaml", wh_test_dir);
     wh_test_write_file(path, text);
 }

@@ -34,11 +34,11 @@ void wh_test_write_file(const char *path, const char *text);
 /* Writes wh_test_dir/whistle.yaml for the test city: two street offices
  * (tok-xintan, tok-beita), four departments (tok-fire, tok-housing,
  * tok-dev, tok-market) under a district (tok-district), the joint meeting
- * (tok-joint) and a supervisor (tok-super); timezone Asia/Shanghai, the
- * shipped calendar. The workflows folder is wh_test_dir/workflows, holding
- * links to workflows (paths under WH_SOURCE_DIR, NULL-terminated; NULL: the
- * shipped street-whistle.yaml). extra (NULL or top-level YAML lines) goes
- * before the orgs. */
+ * (tok-joint) and a supervisor (tok-super); timezone Asia/Shanghai, a copy
+ * of the shipped calendar as wh_test_dir/workdays.yaml. The workflows folder is
+ * wh_test_dir/workflows, holding links to workflows (paths under WH_SOURCE_DIR, NULL-terminated;
+ * NULL: the shipped street-whistle.yaml). extra (NULL or top-level YAML lines) goes before the
+ * orgs. */
 void wh_test_write_city(const char *const *workflows, const char *extra);
 
 /* The file's contents (at most 1 MiB, NUL-terminated); an empty string when

@@ -445,6 +445,65 @@ Test(serve, sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_bad)
     free(raise_ok("tok-xintan", fire_raise));
 }
 
+/* SPEC §3: a reloaded calendar moves the due times not yet passed. The
+ * ticket waits on a 1-workday deadline; its due day becomes a holiday. */
+Test(serve, sighup_with_a_changed_calendar_moves_pending_due_times)
+{
+    char *id = raise_ok("tok-xintan", fire_raise);
+    char path[512], cmd[1200], before[40], expect[40] = "", from[40];
+    wh_test_resp_t r;
+    FILE *p;
+
+    snprintf(path, sizeof(path), "/v1/tickets/%s/events", id);
+    r = wh_test_request("POST", path, "tok-fire", "{\"event\":\"report\"}");
+    cr_assert_eq(r.status, 200);
+    wh_test_resp_free(&r);
+    r = wh_test_request("POST", path, "tok-fire",
+                        "{\"event\":\"request-extension\",\"note\":\"需要协调物业\"}");
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(wh_test_str(r.json, "state"), "extension-requested");
+    snprintf(before, sizeof(before), "%s", wh_test_str(r.json, "due_at"));
+    wh_test_resp_free(&r);
+    r = wh_test_request("GET", path, "tok-fire", NULL);
+    cr_assert_eq(r.status, 200);
+    snprintf(from, sizeof(from), "%s",
+             wh_test_str(json_array_get(json_object_get(r.json, "events"), 2), "at"));
+    wh_test_resp_free(&r);
+
+    /* The due day (its local date) becomes a holiday; `whistle due` on the
+     * edited file says where the deadline must go. */
+    snprintf(cmd, sizeof(cmd),
+             "sed -i 's/^holidays:$/holidays:\\n  - %.10s/' '%s/workdays.yaml' && "
+             "'%s' due --calendar '%s/workdays.yaml' --from '%s' '1 workday'",
+             before, wh_test_dir, WH_BINARY, wh_test_dir, from);
+    cr_assert_not_null(p = popen(cmd, "r"));
+    cr_assert_not_null(fgets(expect, sizeof(expect), p));
+    cr_assert_eq(pclose(p), 0);
+    expect[strcspn(expect, "\n")] = '\0';
+    cr_assert_str_neq(expect, before, "the holiday moves the deadline");
+
+    kill(wh_test_pid, SIGHUP);
+    snprintf(path, sizeof(path), "/v1/tickets/%s", id);
+    for (int i = 0; i < 500; i++) {
+        r = wh_test_request("GET", path, "tok-xintan", NULL);
+        bool moved = r.status == 200 && strcmp(wh_test_str(r.json, "due_at"), before) != 0;
+        wh_test_resp_free(&r);
+        if (moved)
+            break;
+        usleep(10000);
+    }
+    r = wh_test_request("GET", path, "tok-xintan", NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(wh_test_str(r.json, "due_at"), expect);
+    wh_test_resp_free(&r);
+    snprintf(path, sizeof(path), "%s/daemon.log", wh_test_dir);
+    char *log = wh_test_read_file(path);
+    cr_assert_not_null(strstr(log, "calendar workdays changed: due times of 1 tickets moved"), "%s",
+                       log);
+    free(log);
+    free(id);
+}
+
 /* ---- SIGTERM under load ---- */
 
 #define LOAD_N 300

@@ -835,3 +835,93 @@ Test(engine, a_resumed_clock_ladder_does_not_send_its_steps_again)
     cr_assert_eq(escalated_to("city-supervision", 2), 1);
     free(id);
 }
+
+/* ---- a calendar that changes (SPEC §3) ---- */
+
+/* Writes examples/calendars/cn.yaml with another list of holidays beside
+ * the database, as file name, and loads it. */
+static wh_calendar_t *calendar_with(const char *name, const char *extra)
+{
+    char path[300], cmd[900];
+    wh_calendar_t *c = NULL;
+    wh_diag_t *diag = wh_diag_new();
+    int dir = (int)(strlen(dbpath) - strlen("/db/whistle.db"));
+
+    snprintf(path, sizeof(path), "%.*s/%s", dir, dbpath, name);
+    snprintf(cmd, sizeof(cmd),
+             "sed 's/^holidays:$/holidays: [%s]\\nold_holidays:/' '%s' | "
+             "sed '/^old_holidays:/,/^makeup_workdays:/{/^makeup_workdays:/!d}' > '%s'",
+             extra, WH_SOURCE_DIR "/examples/calendars/cn.yaml", path);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(wh_calendar_load(path, NULL, diag, &c), 0, "%s", cmd);
+    wh_diag_free(diag);
+    return c;
+}
+
+static void reopen_with(wh_calendar_t *c)
+{
+    close_engine();
+    cals[0].cal = c;
+    open_engine();
+}
+
+Test(engine, a_changed_calendar_moves_the_pending_due_times)
+{
+    char *id = raise_ok(NULL, 0);
+    wh_calendar_t *two_more, *same;
+    outcome_t o;
+    json_t *t = NULL;
+
+    fake_now += 600; /* Thu 2026-11-26 09:10 */
+    json_decref(fire("fire-brigade", id, "report", NULL).ticket);
+    o = fire("fire-brigade", id, "request-extension", "需要协调物业");
+    cr_assert_str_eq(state_of(&o), "extension-requested");
+    cr_assert_str_eq(json_string_value(json_object_get(o.ticket, "due_at")),
+                     "2026-11-27T17:30:00+08:00");
+    cr_assert_str_eq(clock_field(o.ticket, "resolve", "due_at"), "2026-12-07T17:30:00+08:00");
+    json_decref(o.ticket);
+
+    /* The same days as cn.yaml's 2026 list, in a file of its own: nothing moves. */
+    same = calendar_with("same.yaml",
+                         "2026-01-01..2026-01-03, 2026-02-15..2026-02-23, 2026-04-04..2026-04-06, "
+                         "2026-05-01..2026-05-05, 2026-06-19..2026-06-21, 2026-09-25..2026-09-27, "
+                         "2026-10-01..2026-10-07");
+    /* Friday 11-27 and Wednesday 12-02 become days off. */
+    two_more = calendar_with("two-more.yaml", "2026-11-27, 2026-12-02");
+    reopen_with(two_more);
+    cr_assert_eq(wh_engine_ticket(eng, id, NULL, &t), 0);
+    /* the state's 1 workday from Thursday 09:10 on the new calendar: Monday */
+    cr_assert_str_eq(json_string_value(json_object_get(t, "due_at")), "2026-11-30T17:30:00+08:00");
+    /* the clock keeps the working time it had left: two working days later */
+    cr_assert_str_eq(clock_field(t, "resolve", "due_at"), "2026-12-09T17:30:00+08:00");
+    json_decref(t);
+    cr_assert_eq(count_rows("SELECT count(*) FROM deadlines WHERE kind=0 AND "
+                            "due_at=unixepoch('2026-11-30T09:30:00Z')"),
+                 1, "the state's deadline row moved");
+    cr_assert_eq(count_rows("SELECT count(*) FROM deadlines WHERE kind=1 AND step=1 AND "
+                            "due_at=unixepoch('2026-12-08T09:30:00Z')"),
+                 1, "the clock's reminder, a workday before its new due time");
+    cr_assert_eq(count_rows("SELECT count(*) FROM deadlines"), 2, "no row left behind");
+
+    /* Back to the calendar's first content: the due times come back. */
+    reopen_with(same);
+    cr_assert_eq(wh_engine_ticket(eng, id, NULL, &t), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(t, "due_at")), "2026-11-27T17:30:00+08:00");
+    cr_assert_str_eq(clock_field(t, "resolve", "due_at"), "2026-12-07T17:30:00+08:00");
+    json_decref(t);
+
+    /* Once passed, a due time stays where it fell; a clock counts what it
+     * has left from now, so Friday (past, worked) no longer matters. */
+    fake_now = at("2026-11-28T10:00:00+08:00");
+    reopen_with(two_more);
+    cr_assert_eq(wh_engine_ticket(eng, id, NULL, &t), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(t, "due_at")), "2026-11-27T17:30:00+08:00");
+    cr_assert_str_eq(clock_field(t, "resolve", "due_at"), "2026-12-08T17:30:00+08:00");
+    json_decref(t);
+
+    close_engine();
+    cals[0].cal = cal;
+    wh_calendar_free(two_more);
+    wh_calendar_free(same);
+    free(id);
+}
