@@ -24,6 +24,9 @@
 #   healthz half GET /healthz at that same rate: the latency reference
 # then stops the daemon (SIGTERM), counts tickets and report events in the
 # database against the 201s and 200s that wrk saw, and runs `whistle verify`.
+# Last, bench/store.sh's plain SQLite loop writes the rows of 20,000 raises
+# at the mean batch size the raise run committed (from /metrics): what
+# SQLite alone does with commits that size, as a second reference.
 #
 # The figures in docs/PERFORMANCE.md ("HTTP") come from `bench/http.sh`.
 set -euo pipefail
@@ -132,6 +135,10 @@ street=demo-xintan-token fire=demo-fire-token
 run healthz healthz 0 1 0 ""
 run raise raise 0 1 0 "$street"
 raised=$(tickets)
+# The group commit's mean batch during the raise run, from /metrics.
+batch=$(curl -s -H "Authorization: Bearer demo-supervisor-token" "$url/metrics" |
+  awk '/^whistle_commit_batch_size_sum /{s=$2} /^whistle_commit_batch_size_count /{c=$2}
+       END { if (c > 0) printf "%d", s / c + 0.5; else print 0 }')
 run prefill raise 0 1 0 "$street" "$((3 * secs))"
 total=$(tickets)
 # The max run may use two thirds of the tickets, the half-rate run the rest.
@@ -144,6 +151,15 @@ run healthz_half healthz "$half" 1 0 ""
 kill -TERM "$pid"
 wait "$pid" || { echo "bench/http.sh: the daemon exited with $?" >&2; exit 1; }
 pid=""
+# What SQLite itself does at that batch size: bench/store.sh's plain loop
+# writes a raise's rows (ticket, event, clock, deadlines, outbox …) with the
+# same durability, `batch` per commit, no HTTP, no JSON, no engine.
+plain=0
+if [[ $batch -gt 0 ]]; then
+  plain=$(WH_BUILD=$build "$root/bench/store.sh" -n 20000 -f 100 -b "$batch" -d "$tmp" 2>/dev/null |
+    awk -F'\t' '/^RESULT\tstore: raise/ { split($4, a, " "); print a[1] }')
+  plain=${plain:-0}
+fi
 reports=$(sqlite3 "file:$tmp/whistle.db?mode=ro" "SELECT count(*) FROM events WHERE event = 'report'")
 verify=$("$bin" verify -c "$tmp/whistle.yaml" 2>&1) || true
 
@@ -185,6 +201,8 @@ echo "| --- | ---: | ---: | ---: | --- |"
 printf '| POST /v1/tickets, requests/s (all 201) | %.0f | %.0f | %s | ≥ 30 %% of healthz: %s |\n' \
   "$raise_rate" "$ceiling" "$(ratio "$raise_rate" "$ceiling")" \
   "$(met "$raise_rate >= 0.3 * $ceiling")"
+printf '| POST /v1/tickets beside a plain SQLite loop writing the same rows, %s per commit (the mean batch of the raise run) | %.0f | %.0f | %s | — |\n' \
+  "$batch" "$raise_rate" "$plain" "$(ratio "$raise_rate" "$plain")"
 printf '| POST /v1/tickets/{id}/events (report), max requests/s | %.0f | %.0f | %s | — |\n' \
   "$ev_rate" "$ceiling" "$(ratio "$ev_rate" "$ceiling")"
 for p in p50 p90 p99; do
@@ -208,6 +226,8 @@ yes_no() { if awk "BEGIN { exit !($1) }"; then echo met; else echo missed; fi; }
 hz_p99=$(get healthz_half p99)
 printf 'RESULT\thttp: POST /v1/tickets, requests/s (all 201, durability full, %s connections)\t%.0f /s\t%.0f /s (GET /healthz, same server)\t%s\t≥ 30 %% of healthz\t%s\n' \
   "$conns" "$raise_rate" "$ceiling" "$(ratio "$raise_rate" "$ceiling")" "$(yes_no "$raise_rate >= 0.3 * $ceiling")"
+printf 'RESULT\thttp: POST /v1/tickets beside a plain SQLite loop at its mean batch (%s per commit)\t%.0f /s\t%.0f /s (bench/store.sh plain loop, -b %s)\t%s\t-\t-\n' \
+  "$batch" "$raise_rate" "$plain" "$batch" "$(ratio "$raise_rate" "$plain")"
 printf 'RESULT\thttp: POST /v1/tickets/{id}/events (report), max requests/s\t%.0f /s\t%.0f /s (GET /healthz, same server)\t%s\t-\t-\n' \
   "$ev_rate" "$ceiling" "$(ratio "$ev_rate" "$ceiling")"
 printf 'RESULT\thttp: events p99 at half max rate (%s/s), ms (lower is better)\t%.2f ms\t%.2f ms (GET /healthz at that rate)\t%s\t< 10 ms\t%s\n' \
