@@ -44,6 +44,8 @@ typedef struct {
 
 struct wh_calendar_s {
     char *file;
+    char *source; /* the text it was loaded from, NUL-terminated */
+    size_t source_len;
     wh_tz_t *tz;
     unsigned weekmask; /* bit i: weekday i (0 = Monday) works */
     size_t nperiods;
@@ -409,13 +411,14 @@ out:
 
 int wh_calendar_load(const char *path, const char *default_tz, wh_diag_t *diag, wh_calendar_t **out)
 {
-    wh_ydoc_t *doc = NULL;
-    size_t errors = wh_diag_errors(diag);
+    char *buf;
+    size_t len;
+    int rc = wh_ydoc_read_file(path, diag, &buf, &len);
+
     *out = NULL;
-    int rc = wh_ydoc_load_file(path, diag, &doc);
     if (rc == 0)
-        rc = load_doc(doc, default_tz, diag, errors, out);
-    wh_ydoc_free(doc);
+        rc = wh_calendar_load_buffer(path, buf, len, default_tz, diag, out);
+    free(buf);
     return rc;
 }
 
@@ -429,6 +432,17 @@ int wh_calendar_load_buffer(const char *name, const char *buf, size_t len, const
     if (rc == 0)
         rc = load_doc(doc, default_tz, diag, errors, out);
     wh_ydoc_free(doc);
+    /* The text it was read from, for comparing with a later load. */
+    if (rc == 0 && ((*out)->source = malloc(len + 1)) == NULL) {
+        wh_calendar_free(*out);
+        *out = NULL;
+        rc = WH_ENOMEM;
+    }
+    if (rc == 0) {
+        memcpy((*out)->source, buf, len);
+        (*out)->source[len] = '\0';
+        (*out)->source_len = len;
+    }
     return rc;
 }
 
@@ -440,6 +454,7 @@ void wh_calendar_free(wh_calendar_t *cal)
     free(cal->holidays.r);
     free(cal->makeup.r);
     free(cal->file);
+    free(cal->source);
     free(cal);
 }
 
@@ -448,9 +463,10 @@ const wh_tz_t *wh_calendar_tz(const wh_calendar_t *cal)
     return cal->tz;
 }
 
-const char *wh_calendar_file(const wh_calendar_t *cal)
+const char *wh_calendar_source(const wh_calendar_t *cal, size_t *len)
 {
-    return cal->file;
+    *len = cal->source_len;
+    return cal->source;
 }
 
 /* ---- days ---- */

@@ -29,8 +29,8 @@ int wh_calendar_load_buffer(const char *name, const char *buf, size_t len, const
 void wh_calendar_free(wh_calendar_t *cal);
 
 const wh_tz_t *wh_calendar_tz(const wh_calendar_t *cal);
-/* The file it was loaded from (the name given to wh_calendar_load_buffer). */
-const char *wh_calendar_file(const wh_calendar_t *cal);
+/* The text it was loaded from (NUL-terminated; *len bytes before the NUL). */
+const char *wh_calendar_source(const wh_calendar_t *cal, size_t *len);
 
 /* Whether the local day (days since 1970-01-01 in the calendar's zone) is a
  * working day: a make-up day, or a listed weekday that is not a holiday. */

@@ -188,23 +188,23 @@ static int defer_sync(wh_engine_t *e)
 
 /* SPEC §3: when a calendar changes, pending due times not yet passed are
  * recomputed. The text of each calendar the due times were computed on is
- * kept in meta ("calendar:NAME"); a calendar whose file now says something
- * else moves them, the kept text telling how much working time each clock
- * had left. Runs at every open: a reload (SIGHUP reopens the engine) and a
- * restart after the file was edited alike. */
+ * kept in meta ("calendar:NAME"); a loaded calendar read from other text
+ * moves them, the kept text telling how much working time each clock had
+ * left. Runs at every open: a reload (SIGHUP reopens the engine) and a
+ * restart after the file was edited alike. The text compared is the one the
+ * calendar was parsed from, not the file read again: a reload that falls
+ * back to the running configuration keeps the running calendar's text. */
 static int recalendar_one(wh_engine_t *e, const wh_engine_calendar_t *c, int64_t now, char *err,
                           size_t errlen)
 {
     sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_META_GET);
-    const char *file = wh_calendar_file(c->cal);
-    char key[160], *src, *kept = NULL;
     size_t len = 0;
+    const char *src = wh_calendar_source(c->cal, &len);
+    char key[160], *kept = NULL;
     int64_t moved = 0;
     wh_calendar_t *old = NULL;
     int rc;
 
-    if (file == NULL || (src = read_file(file, &len)) == NULL)
-        return 0; /* not from a file (tests): nothing to compare */
     snprintf(key, sizeof(key), "calendar:%s", c->name);
     rc = wh_store_bind(e->store, st, "s", key);
     if (rc == 0 && (rc = wh_store_step(e->store, st)) == 1) {
@@ -254,7 +254,6 @@ static int recalendar_one(wh_engine_t *e, const wh_engine_calendar_t *c, int64_t
 out:
     wh_calendar_free(old);
     free(kept);
-    free(src);
     return rc;
 }
 

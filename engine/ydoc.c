@@ -363,15 +363,15 @@ out:
     return 0;
 }
 
-int wh_ydoc_load_file(const char *path, wh_diag_t *diag, wh_ydoc_t **out)
+int wh_ydoc_read_file(const char *path, wh_diag_t *diag, char **out, size_t *len)
 {
     FILE *f = NULL;
     char *buf = NULL;
     struct stat st;
-    size_t len;
-    int rc;
+    int rc = 0;
 
     *out = NULL;
+    *len = 0;
     f = fopen(path, "rb");
     if (f == NULL || fstat(fileno(f), &st) != 0) {
         wh_diag_error(diag, path, 0, 0, "cannot read: %s", strerror(errno));
@@ -391,17 +391,32 @@ int wh_ydoc_load_file(const char *path, wh_diag_t *diag, wh_ydoc_t **out)
         rc = WH_ENOMEM;
         goto out;
     }
-    len = fread(buf, 1, (size_t)st.st_size + 1, f);
-    if (ferror(f) || len > (size_t)st.st_size) {
+    *len = fread(buf, 1, (size_t)st.st_size + 1, f);
+    if (ferror(f) || *len > (size_t)st.st_size) {
         wh_diag_error(diag, path, 0, 0, "cannot read: the file changed while it was read");
         rc = WH_EIO;
         goto out;
     }
-    rc = wh_ydoc_load_buffer(path, buf, len, diag, out);
+    buf[*len] = '\0';
+    *out = buf;
+    buf = NULL;
 out:
     free(buf);
     if (f != NULL)
         fclose(f);
+    return rc;
+}
+
+int wh_ydoc_load_file(const char *path, wh_diag_t *diag, wh_ydoc_t **out)
+{
+    char *buf;
+    size_t len;
+    int rc = wh_ydoc_read_file(path, diag, &buf, &len);
+
+    *out = NULL;
+    if (rc == 0)
+        rc = wh_ydoc_load_buffer(path, buf, len, diag, out);
+    free(buf);
     return rc;
 }
 

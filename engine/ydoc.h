@@ -47,6 +47,10 @@ typedef struct wh_ydoc_s wh_ydoc_t;
  * (WH_EIO, WH_ETOOBIG, WH_EPARSE, WH_ENOMEM) with *out NULL. A document with
  * duplicate keys is still returned (0), so callers can report more. */
 int wh_ydoc_load_file(const char *path, wh_diag_t *diag, wh_ydoc_t **out);
+/* Reads a whole file of at most WH_YDOC_MAX_BYTES into *out (malloc'd,
+ * NUL-terminated, *len bytes before the NUL), reporting as wh_ydoc_load_file
+ * does. Returns 0, WH_EIO, WH_ETOOBIG or WH_ENOMEM. */
+int wh_ydoc_read_file(const char *path, wh_diag_t *diag, char **out, size_t *len);
 /* As wh_ydoc_load_file over a buffer; name is used in diagnostics. */
 int wh_ydoc_load_buffer(const char *name, const char *buf, size_t len, wh_diag_t *diag,
                         wh_ydoc_t **out);
