@@ -1200,6 +1200,7 @@ static int fire_system(ladder_t *l, const char *event)
     if (rc == 0 && wh_mach_fire(l->wf, l->e->opt.dir, &v.t, NULL, event, &none, &res) == 0)
         rc = write_fire(l->e, &sys, l->wf, l->t, &res, l->now);
     json_decref(sys.ticket);
+    free(sys.ticket_text);
     wh_mach_result_free(&res);
     wh_mach_view_free(&v);
     return rc;
