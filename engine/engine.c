@@ -8,7 +8,6 @@
 #include "engine/audit.h"
 #include "engine/engine_int.h"
 #include "engine/error.h"
-#include "engine/ydoc.h"
 
 #define DEFAULT_MAX_QUEUED 10000
 
@@ -76,43 +75,17 @@ const wh_workflow_t *wh_engine_workflow(wh_engine_t *e, const char *name, int64_
 
 /* ---- opening: the database and the definitions it must keep ---- */
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    if (f == NULL)
-        return NULL;
-    buf = malloc(WH_YDOC_MAX_BYTES + 1);
-    if (buf != NULL) {
-        *len = fread(buf, 1, WH_YDOC_MAX_BYTES + 1, f);
-        if (ferror(f) || *len > WH_YDOC_MAX_BYTES) {
-            free(buf);
-            buf = NULL;
-        } else {
-            buf[*len] = '\0';
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
 /* Stores every loaded definition by name and version, so running tickets
- * keep theirs; the same name and version with other content is refused. */
+ * keep theirs; the same name and version with other content is refused.
+ * What is stored is the text the definition was parsed from (not the file
+ * read again, which may have changed since). */
 static int store_workflows(wh_engine_t *e, char *err, size_t errlen)
 {
     int rc = wh_store_begin(e->store);
     for (size_t i = 0; rc == 0 && i < e->opt.nworkflows; i++) {
         const wh_workflow_t *wf = e->opt.workflows[i];
-        size_t len = 0;
-        char *src = read_file(wf->file, &len);
-        if (src == NULL) {
-            snprintf(err, errlen, "cannot read %s again to store it", wf->file);
-            rc = WH_EIO;
-            break;
-        }
-        rc = wh_store_put_workflow(e->store, wf->name, wf->version, wf->digest, src, len,
-                                   wh_engine_now(e), err, errlen);
-        free(src);
+        rc = wh_store_put_workflow(e->store, wf->name, wf->version, wf->digest, wf->source,
+                                   wf->source_len, wh_engine_now(e), err, errlen);
     }
     if (rc == 0)
         rc = wh_store_commit(e->store);

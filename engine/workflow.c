@@ -7,11 +7,9 @@
  * that need the whole model (initial/final, reachability, `fire` events) run.
  * Every problem is reported and loading goes on, so one run shows them all.
  * All memory of a model comes from one arena freed by wh_workflow_free. */
-#include <errno.h>
 #include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <openssl/evp.h>
 
@@ -1351,6 +1349,7 @@ int wh_workflow_load_buffer(const char *name, const char *buf, size_t len, const
     wh_ydoc_t *doc = NULL;
     box_t *box = NULL;
     ctx_t c = { 0 };
+    char *src;
     int rc;
 
     *out = NULL;
@@ -1369,6 +1368,13 @@ int wh_workflow_load_buffer(const char *name, const char *buf, size_t len, const
     box->wf.file = ctx_strdup(&c, name);
     box->wf.initial = -1;
     digest_hex(buf, len, box->wf.digest);
+    if ((src = arena_alloc(&box->arena, len + 1)) == NULL) {
+        c.oom = true;
+    } else {
+        memcpy(src, buf, len);
+        box->wf.source = src;
+        box->wf.source_len = len;
+    }
     if (wh_ydoc_root(doc) == NULL)
         wh_diag_error(diag, name, 0, 0, "empty workflow file");
     else if (wh_ynode_expect(doc, wh_ydoc_root(doc), WH_YNODE_MAP, "a workflow file", diag))
@@ -1387,45 +1393,6 @@ out:
     return 0;
 }
 
-static int read_file(const char *path, wh_diag_t *diag, char **buf, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    struct stat st;
-    int rc = 0;
-
-    *buf = NULL;
-    if (f == NULL || fstat(fileno(f), &st) != 0) {
-        wh_diag_error(diag, path, 0, 0, "cannot read: %s", strerror(errno));
-        rc = WH_EIO;
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size > WH_YDOC_MAX_BYTES) {
-        wh_diag_error(diag, path, 0, 0,
-                      S_ISREG(st.st_mode) ? "file is larger than %d bytes" : "not a regular file",
-                      WH_YDOC_MAX_BYTES);
-        rc = S_ISREG(st.st_mode) ? WH_ETOOBIG : WH_EIO;
-        goto out;
-    }
-    *buf = malloc((size_t)st.st_size + 1);
-    if (*buf == NULL) {
-        rc = WH_ENOMEM;
-        goto out;
-    }
-    *len = fread(*buf, 1, (size_t)st.st_size + 1, f);
-    if (ferror(f) || *len > (size_t)st.st_size) {
-        wh_diag_error(diag, path, 0, 0, "cannot read: the file changed while it was read");
-        rc = WH_EIO;
-    }
-out:
-    if (rc != 0) {
-        free(*buf);
-        *buf = NULL;
-    }
-    if (f != NULL)
-        fclose(f);
-    return rc;
-}
-
 int wh_workflow_load(const char *path, const wh_orgdir_t *dir, wh_diag_t *diag, wh_workflow_t **out)
 {
     char *buf = NULL;
@@ -1433,7 +1400,7 @@ int wh_workflow_load(const char *path, const wh_orgdir_t *dir, wh_diag_t *diag, 
     int rc;
 
     *out = NULL;
-    rc = read_file(path, diag, &buf, &len);
+    rc = wh_ydoc_read_file(path, diag, &buf, &len);
     if (rc == 0)
         rc = wh_workflow_load_buffer(path, buf, len, dir, diag, out);
     free(buf);

@@ -142,6 +142,10 @@ struct wh_workflow_s {
     /* SHA-256 (hex) of the file's bytes: the same name and version with other
      * content is a load error (SPEC §3). */
     char digest[65];
+    /* The text it was loaded from (NUL-terminated; source_len bytes before
+     * the NUL): what the database keeps under its name and version. */
+    const char *source;
+    size_t source_len;
 
     /* Without `priorities` in the file, npriorities is 0, default_priority is
      * 0 and every clock's `within` still has one entry (index 0), so a
