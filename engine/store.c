@@ -430,9 +430,20 @@ void wh_store_close(wh_store_t *s)
 int wh_store_defer_sync(wh_store_t *s)
 {
     const char *wal = sqlite3_filename_wal(sqlite3_db_filename(s->db, "main"));
-    int rc = exec_sql(s, "PRAGMA synchronous=NORMAL");
+    sqlite3_stmt *st = NULL;
+    bool in_wal = false;
+    int rc = wh_store_err(s, sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &st, NULL));
 
+    /* A file system without shared memory can refuse WAL mode: SQLite keeps
+     * a rollback journal, and commits keep syncing themselves (FULL). */
+    if (rc == 0 && sqlite3_step(st) == SQLITE_ROW)
+        in_wal = sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+    sqlite3_finalize(st);
     if (rc != 0)
+        return rc;
+    if (!in_wal)
+        return WH_ENOENT;
+    if ((rc = exec_sql(s, "PRAGMA synchronous=NORMAL")) != 0)
         return rc;
     /* The log exists once the connection has read in WAL mode (migrate). */
     s->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);

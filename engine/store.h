@@ -33,7 +33,9 @@ void wh_store_close(wh_store_t *s);
 /* Durability full with the fsync moved off the committing thread: commits
  * no longer sync the write-ahead log; wh_store_sync(wh_store_wal_fd(s))
  * does, and a commit is durable once a sync started after it returns.
- * For a writable store opened with full. Returns 0 or WH_E*. */
+ * For a writable store opened with full. Returns 0, WH_ENOENT when the
+ * database is not in WAL mode (commits then stay synchronous=FULL), or
+ * WH_E*. */
 int wh_store_defer_sync(wh_store_t *s);
 /* The log's descriptor after wh_store_defer_sync, else -1. */
 int wh_store_wal_fd(const wh_store_t *s);

@@ -9,6 +9,7 @@
 #include "engine/calendar.h"
 #include "engine/engine.h"
 #include "engine/error.h"
+#include "engine/store.h"
 #include "engine/workflow.h"
 #include "src/config.h"
 #include "tests/unit/run_until.h"
@@ -924,4 +925,32 @@ Test(engine, a_changed_calendar_moves_the_pending_due_times)
     wh_calendar_free(two_more);
     wh_calendar_free(same);
     free(id);
+}
+
+/* A file system that refuses WAL mode leaves SQLite with a rollback journal:
+ * the store says so, keeps synchronous=FULL, and commits still work. */
+Test(engine, a_database_outside_wal_mode_keeps_syncing_its_commits)
+{
+    char path[300], err[256] = "";
+    wh_store_t *s = NULL;
+    sqlite3_stmt *st;
+    int dir = (int)(strlen(dbpath) - strlen("/db/whistle.db"));
+
+    snprintf(path, sizeof(path), "%.*s/rollback.db", dir, dbpath);
+    cr_assert_eq(wh_store_open(path, true, false, &s, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sqlite3_exec(wh_store_db(s), "PRAGMA journal_mode=DELETE", NULL, NULL, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(wh_store_defer_sync(s), WH_ENOENT);
+    cr_assert_eq(wh_store_wal_fd(s), -1);
+    cr_assert_eq(sqlite3_prepare_v2(wh_store_db(s), "PRAGMA synchronous", -1, &st, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(st, 0), 2, "synchronous stays FULL");
+    sqlite3_finalize(st);
+    cr_assert_eq(wh_store_begin(s), 0);
+    cr_assert_eq(
+        sqlite3_exec(wh_store_db(s), "INSERT INTO meta VALUES('k', 'v')", NULL, NULL, NULL),
+        SQLITE_OK);
+    cr_assert_eq(wh_store_commit(s), 0);
+    wh_store_close(s);
 }
