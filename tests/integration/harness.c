@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <openssl/evp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -54,10 +55,29 @@ void wh_test_write_file(const char *path, const char *text)
     fclose(f);
 }
 
-void wh_test_write_city(const char *const *workflows, const char *extra)
+/* "whsec_" + base64 of key. */
+static void whsec(const char *key, char *out)
+{
+    memcpy(out, "whsec_", 6);
+    EVP_EncodeBlock((unsigned char *)out + 6, (const unsigned char *)key, (int)strlen(key));
+}
+
+static void write_city(const char *const *workflows, const char *extra, bool hooks)
 {
     static const char *const only[] = { "workflows/street-whistle.yaml", NULL };
-    char path[600], src[600], text[4096], wf[300];
+    char path[600], src[600], text[4096], wf[300], fire[200] = "", housing[200] = "";
+    char secret[80];
+
+    if (hooks) {
+        whsec(WH_TEST_FIRE_KEY, secret);
+        snprintf(fire, sizeof(fire),
+                 ", webhook: { url: 'http://127.0.0.1:%d/hooks/fire', secret: '%s' }",
+                 wh_test_receiver_port(), secret);
+        whsec(WH_TEST_HOUSING_KEY, secret);
+        snprintf(housing, sizeof(housing),
+                 ", webhook: { url: 'http://127.0.0.1:%d/hooks/housing', secret: '%s' }",
+                 wh_test_receiver_port(), secret);
+    }
 
     snprintf(wf, sizeof(wf), "%s/workflows", wh_test_dir);
     cr_assert_eq(mkdir(wf, 0755), 0);
@@ -84,9 +104,9 @@ void wh_test_write_city(const char *const *workflows, const char *extra)
              "  - { id: xintan-street, name: 新滩, kind: street, token: tok-xintan }\n"
              "  - { id: beita-street, name: 北塔街道, kind: street, token: tok-beita }\n"
              "  - { id: fire-brigade, name: 消防, kind: department, parent: beita-district, "
-             "token: tok-fire }\n"
+             "token: tok-fire%s }\n"
              "  - { id: housing-bureau, name: 住建, kind: department, parent: beita-district, "
-             "token: tok-housing }\n"
+             "token: tok-housing%s }\n"
              "  - { id: development-reform, name: 发改, kind: department, parent: "
              "beita-district, token: tok-dev }\n"
              "  - { id: market-regulation, name: 市场, kind: department, parent: "
@@ -96,9 +116,19 @@ void wh_test_write_city(const char *const *workflows, const char *extra)
              "  - { id: city-joint-meeting, name: 联席会议, kind: joint-meeting, token: "
              "tok-joint }\n"
              "  - { id: city-supervision, name: 督查室, kind: supervisor, token: tok-super }\n",
-             wh_test_dir, wf, wh_test_dir, extra != NULL ? extra : "");
+             wh_test_dir, wf, wh_test_dir, extra != NULL ? extra : "", fire, housing);
     snprintf(path, sizeof(path), "%s/whistle.yaml", wh_test_dir);
     wh_test_write_file(path, text);
+}
+
+void wh_test_write_city(const char *const *workflows, const char *extra)
+{
+    write_city(workflows, extra, false);
+}
+
+void wh_test_write_hooked_city(const char *extra)
+{
+    write_city(NULL, extra, true);
 }
 
 char *wh_test_read_file(const char *path)

@@ -41,6 +41,15 @@ void wh_test_write_file(const char *path, const char *text);
  * orgs. */
 void wh_test_write_city(const char *const *workflows, const char *extra);
 
+/* Keys (32 bytes, before base64) of the webhook secrets in
+ * wh_test_write_hooked_city. */
+#define WH_TEST_FIRE_KEY    "fire-brigade-secret-0123456789ab"
+#define WH_TEST_HOUSING_KEY "housing-bureau-secret-0123456789"
+/* wh_test_write_city (street-whistle only) with webhooks for fire-brigade
+ * (/hooks/fire) and housing-bureau (/hooks/housing) on the test receiver,
+ * which must be started first, signed with those keys. */
+void wh_test_write_hooked_city(const char *extra);
+
 /* The file's contents (at most 1 MiB, NUL-terminated); an empty string when
  * it cannot be read. The caller frees it. */
 char *wh_test_read_file(const char *path);

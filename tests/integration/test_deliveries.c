@@ -20,65 +20,13 @@
 
 /* ---- the daemon ---- */
 
-/* 32-byte secrets, base64: fire's and housing's. */
-#define FIRE_KEY    "fire-brigade-secret-0123456789ab"
-#define HOUSING_KEY "housing-bureau-secret-0123456789"
-
-static void whsec(const char *key, char *out)
-{
-    memcpy(out, "whsec_", 6);
-    EVP_EncodeBlock((unsigned char *)out + 6, (const unsigned char *)key, (int)strlen(key));
-}
-
-static void write_config(void)
-{
-    char path[600], text[4096], wf[300], fire[80], housing[80];
-    FILE *f;
-    snprintf(wf, sizeof(wf), "%s/workflows", wh_test_dir);
-    cr_assert_eq(mkdir(wf, 0755), 0);
-    snprintf(path, sizeof(path), "%s/street-whistle.yaml", wf);
-    cr_assert_eq(symlink(WH_SOURCE_DIR "/workflows/street-whistle.yaml", path), 0);
-    whsec(FIRE_KEY, fire);
-    whsec(HOUSING_KEY, housing);
-    snprintf(
-        text, sizeof(text),
-        "listen: 127.0.0.1:8080\n"
-        "database: %s/var/whistle.db\n"
-        "workflows: %s\n"
-        "timezone: Asia/Shanghai\n"
-        "calendars:\n"
-        "  workdays: " WH_SOURCE_DIR "/examples/calendars/cn.yaml\n"
-        "webhooks: { timeout: 2s, retry: [1s], max_connections_per_host: 2 }\n"
-        "orgs:\n"
-        "  - { id: xintan-street, name: 新滩, kind: street, token: tok-xintan }\n"
-        "  - id: fire-brigade\n    name: 消防\n    kind: department\n    parent: beita-district\n"
-        "    token: tok-fire\n"
-        "    webhook: { url: 'http://127.0.0.1:%d/hooks/fire', secret: '%s' }\n"
-        "  - id: housing-bureau\n    name: 住建\n    kind: department\n    parent: beita-district\n"
-        "    token: tok-housing\n"
-        "    webhook: { url: 'http://127.0.0.1:%d/hooks/housing', secret: '%s' }\n"
-        "  - { id: development-reform, name: 发改, kind: department, parent: beita-district, "
-        "token: tok-dev }\n"
-        "  - { id: market-regulation, name: 市场, kind: department, parent: beita-district, "
-        "token: tok-market }\n"
-        "  - { id: beita-district, name: 北塔区, kind: district, parent: city-joint-meeting, "
-        "token: tok-district }\n"
-        "  - { id: city-joint-meeting, name: 联席会议, kind: joint-meeting, token: tok-joint }\n"
-        "  - { id: city-supervision, name: 督查室, kind: supervisor, token: tok-super }\n",
-        wh_test_dir, wf, wh_test_receiver_port(), fire, wh_test_receiver_port(), housing);
-    snprintf(path, sizeof(path), "%s/whistle.yaml", wh_test_dir);
-    f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void setup(void)
 {
     wh_test_dir_make("wh-deliv");
     wh_test_receiver_reset();
     wh_test_receiver_start();
-    write_config();
+    wh_test_write_hooked_city(
+        "webhooks: { timeout: 2s, retry: [1s], max_connections_per_host: 2 }\n");
     wh_test_daemon_start();
 }
 
@@ -401,7 +349,7 @@ Test(deliveries, a_signed_report_is_the_department_and_cannot_be_replayed)
 
     raise_ticket("fire-safety", id, sizeof(id));
     snprintf(path, sizeof(path), "/v1/tickets/%s/events", id);
-    sign(FIRE_KEY, "in_report_1", now, report, sig);
+    sign(WH_TEST_FIRE_KEY, "in_report_1", now, report, sig);
     cr_assert_eq(post_signed(path, "in_report_1", now, sig, NULL, report, resp), 200, "%s", resp);
     j = json_loads(resp, 0, NULL);
     cr_assert_str_eq(str(j, "state"), "reported");
@@ -434,28 +382,28 @@ Test(deliveries, stale_wrong_and_unsigned_requests_are_401)
     raise_ticket("fire-safety", id, sizeof(id));
     snprintf(path, sizeof(path), "/v1/tickets/%s/events", id);
     /* Six minutes old, and six minutes ahead. */
-    sign(FIRE_KEY, "in_stale", now - 360, report, sig);
+    sign(WH_TEST_FIRE_KEY, "in_stale", now - 360, report, sig);
     expect_error(post_signed(path, "in_stale", now - 360, sig, NULL, report, resp), resp, 401,
                  "stale_timestamp");
-    sign(FIRE_KEY, "in_ahead", now + 360, report, sig);
+    sign(WH_TEST_FIRE_KEY, "in_ahead", now + 360, report, sig);
     expect_error(post_signed(path, "in_ahead", now + 360, sig, NULL, report, resp), resp, 401,
                  "stale_timestamp");
     /* Another org's secret (housing is not on this ticket), a changed body. */
-    sign(HOUSING_KEY, "in_wrong", now, report, sig);
+    sign(WH_TEST_HOUSING_KEY, "in_wrong", now, report, sig);
     expect_error(post_signed(path, "in_wrong", now, sig, NULL, report, resp), resp, 401,
                  "bad_signature");
-    sign(FIRE_KEY, "in_body", now, "{\"event\": \"dispute\"}", sig);
+    sign(WH_TEST_FIRE_KEY, "in_body", now, "{\"event\": \"dispute\"}", sig);
     expect_error(post_signed(path, "in_body", now, sig, NULL, report, resp), resp, 401,
                  "bad_signature");
     /* A signed raise must name its signer. */
-    sign(FIRE_KEY, "in_raise", now, "{}", sig);
+    sign(WH_TEST_FIRE_KEY, "in_raise", now, "{}", sig);
     expect_error(post_signed("/v1/tickets", "in_raise", now, sig, NULL, "{}", resp), resp, 401,
                  "bad_signature");
     /* Nothing was fired, and the refused ids were not spent. */
     wh_test_db_query("SELECT count(*) FROM inbound_ids", sig, sizeof(sig));
     cr_assert_str_eq(sig, "0");
     /* Several signatures (a key rotation): any good one is enough. */
-    sign(FIRE_KEY, "in_body", now, report, sig);
+    sign(WH_TEST_FIRE_KEY, "in_body", now, report, sig);
     snprintf(two, sizeof(two), "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= %s", sig);
     cr_assert_eq(post_signed(path, "in_body", now, two, NULL, report, resp), 200, "%s", resp);
     j = json_loads(resp, 0, NULL);
@@ -476,7 +424,7 @@ Test(deliveries, a_bearer_token_wins_over_a_signature)
                  resp);
     /* … and a good signature does not rescue a bad token. */
     char sig[128];
-    sign(FIRE_KEY, "in_both2", now, report, sig);
+    sign(WH_TEST_FIRE_KEY, "in_both2", now, report, sig);
     expect_error(post_signed(path, "in_both2", now, sig, "tok-wrong", report, resp), resp, 401,
                  "unauthorized");
     free(resp);

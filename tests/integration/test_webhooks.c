@@ -19,65 +19,13 @@
 
 /* ---- the daemon ---- */
 
-/* 32-byte secrets, base64: fire's and housing's. */
-#define FIRE_KEY    "fire-brigade-secret-0123456789ab"
-#define HOUSING_KEY "housing-bureau-secret-0123456789"
-
-static void whsec(const char *key, char *out)
-{
-    memcpy(out, "whsec_", 6);
-    EVP_EncodeBlock((unsigned char *)out + 6, (const unsigned char *)key, (int)strlen(key));
-}
-
-static void write_config(void)
-{
-    char path[600], text[4096], wf[300], fire[80], housing[80];
-    FILE *f;
-    snprintf(wf, sizeof(wf), "%s/workflows", wh_test_dir);
-    cr_assert_eq(mkdir(wf, 0755), 0);
-    snprintf(path, sizeof(path), "%s/street-whistle.yaml", wf);
-    cr_assert_eq(symlink(WH_SOURCE_DIR "/workflows/street-whistle.yaml", path), 0);
-    whsec(FIRE_KEY, fire);
-    whsec(HOUSING_KEY, housing);
-    snprintf(
-        text, sizeof(text),
-        "listen: 127.0.0.1:8080\n"
-        "database: %s/var/whistle.db\n"
-        "workflows: %s\n"
-        "timezone: Asia/Shanghai\n"
-        "calendars:\n"
-        "  workdays: " WH_SOURCE_DIR "/examples/calendars/cn.yaml\n"
-        "webhooks: { timeout: 2s, retry: [1s, 1s], max_connections_per_host: 2 }\n"
-        "orgs:\n"
-        "  - { id: xintan-street, name: 新滩, kind: street, token: tok-xintan }\n"
-        "  - id: fire-brigade\n    name: 消防\n    kind: department\n    parent: beita-district\n"
-        "    token: tok-fire\n"
-        "    webhook: { url: 'http://127.0.0.1:%d/hooks/fire', secret: '%s' }\n"
-        "  - id: housing-bureau\n    name: 住建\n    kind: department\n    parent: beita-district\n"
-        "    token: tok-housing\n"
-        "    webhook: { url: 'http://127.0.0.1:%d/hooks/housing', secret: '%s' }\n"
-        "  - { id: development-reform, name: 发改, kind: department, parent: beita-district, "
-        "token: tok-dev }\n"
-        "  - { id: market-regulation, name: 市场, kind: department, parent: beita-district, "
-        "token: tok-market }\n"
-        "  - { id: beita-district, name: 北塔区, kind: district, parent: city-joint-meeting, "
-        "token: tok-district }\n"
-        "  - { id: city-joint-meeting, name: 联席会议, kind: joint-meeting, token: tok-joint }\n"
-        "  - { id: city-supervision, name: 督查室, kind: supervisor, token: tok-super }\n",
-        wh_test_dir, wf, wh_test_receiver_port(), fire, wh_test_receiver_port(), housing);
-    snprintf(path, sizeof(path), "%s/whistle.yaml", wh_test_dir);
-    f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void setup(void)
 {
     wh_test_dir_make("wh-hooks");
     wh_test_receiver_reset();
     wh_test_receiver_start();
-    write_config();
+    wh_test_write_hooked_city(
+        "webhooks: { timeout: 2s, retry: [1s, 1s], max_connections_per_host: 2 }\n");
     wh_test_daemon_start();
 }
 
@@ -155,7 +103,7 @@ Test(webhooks, raise_sends_a_signed_whistled_message_to_the_department)
     cr_assert_str_eq(wh_test_receiver_seen(0)->path, "/hooks/fire");
     snprintf(expect_id, sizeof(expect_id), "msg_%s_1_0", id);
     cr_assert_str_eq(wh_test_receiver_seen(0)->id, expect_id);
-    expect_signed(wh_test_receiver_seen(0), FIRE_KEY);
+    expect_signed(wh_test_receiver_seen(0), WH_TEST_FIRE_KEY);
     j = json_loads(wh_test_receiver_seen(0)->body, 0, NULL);
     cr_assert_not_null(j, "%s", wh_test_receiver_seen(0)->body);
     cr_assert_str_eq(json_string_value(json_object_get(j, "type")), "ticket.whistled");
@@ -177,7 +125,7 @@ Test(webhooks, a_500_is_retried_with_the_same_webhook_id)
     wh_test_receiver_wait(2, 6000);
     cr_assert_str_eq(wh_test_receiver_seen(0)->id, wh_test_receiver_seen(1)->id);
     cr_assert_str_eq(wh_test_receiver_seen(0)->body, wh_test_receiver_seen(1)->body);
-    expect_signed(wh_test_receiver_seen(1), FIRE_KEY);
+    expect_signed(wh_test_receiver_seen(1), WH_TEST_FIRE_KEY);
     wh_test_db_wait("SELECT status || ' ' || attempts FROM outbox", "delivered 2", 3000);
     wh_test_db_wait("SELECT group_concat(status || ':' || coalesce(error, '-'), ',') FROM attempts",
                     "500:HTTP 500,204:-", 3000);
@@ -213,7 +161,7 @@ Test(webhooks, a_410_disables_the_endpoint)
     raise_ticket("other", id, sizeof(id));
     wh_test_receiver_wait(2, 5000);
     cr_assert_str_eq(wh_test_receiver_seen(1)->path, "/hooks/housing");
-    expect_signed(wh_test_receiver_seen(1), HOUSING_KEY);
+    expect_signed(wh_test_receiver_seen(1), WH_TEST_HOUSING_KEY);
 }
 
 Test(webhooks, a_pending_message_survives_a_kill)
