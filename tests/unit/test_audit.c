@@ -18,90 +18,27 @@
 #include "engine/store.h"
 #include "engine/workflow.h"
 #include "src/config.h"
-#include "tests/unit/run_until.h"
+#include "tests/unit/engine_fixture.h"
 
-static int64_t fake_now;
-static uv_loop_t loop;
-static wh_config_t *cfg;
 static wh_workflow_t *wf;
-static wh_calendar_t *cal;
-static wh_engine_calendar_t cals[1];
-static const wh_workflow_t *wfs[1];
-static wh_tz_t *tz;
-static wh_engine_t *eng;
-static char dbpath[256];
-
-static int64_t now_fn(void *arg)
-{
-    (void)arg;
-    return fake_now;
-}
-
-static int64_t at(const char *rfc3339)
-{
-    int64_t t;
-    cr_assert_eq(wh_time_parse(rfc3339, &t), 0, "%s", rfc3339);
-    return t;
-}
-
-static void open_engine(void);
 
 static void setup(void)
 {
     wh_diag_t *diag = wh_diag_new();
-    cr_assert_eq(uv_loop_init(&loop), 0);
-    cr_assert_eq(wh_config_load(WH_SOURCE_DIR "/examples/whistle.yaml", diag, &cfg), 0);
+    fixture_begin("wh-audit", false);
     cr_assert_eq(
         wh_workflow_load(WH_SOURCE_DIR "/workflows/street-whistle.yaml", &cfg->dir, diag, &wf), 0);
-    cr_assert_eq(wh_calendar_load(WH_SOURCE_DIR "/examples/calendars/cn.yaml", NULL, diag, &cal),
-                 0);
-    cr_assert_eq(wh_tz_load("Asia/Shanghai", &tz), 0);
     wh_diag_free(diag);
-    cals[0] = (wh_engine_calendar_t){ "workdays", cal };
     wfs[0] = wf;
-    snprintf(dbpath, sizeof(dbpath), "/tmp/wh-audit-%d-XXXXXX", (int)getpid());
-    cr_assert_not_null(mkdtemp(dbpath));
-    strcat(dbpath, "/db/whistle.db");
+    nwfs = 1;
     fake_now = at("2026-11-26T09:00:00+08:00");
     open_engine();
 }
 
-static void open_engine(void)
-{
-    char err[256] = "";
-    wh_engine_options_t opt = { .loop = &loop,
-                                .db_path = dbpath,
-                                .durability_full = false,
-                                .dir = &cfg->dir,
-                                .workflows = wfs,
-                                .nworkflows = 1,
-                                .calendars = cals,
-                                .ncalendars = 1,
-                                .tz = tz,
-                                .now = now_fn };
-    cr_assert_eq(wh_engine_open(&opt, &eng, err, sizeof(err)), 0, "%s", err);
-}
-
-static void close_engine(void)
-{
-    wh_engine_close(eng);
-    eng = NULL;
-    uv_run(&loop, UV_RUN_DEFAULT);
-}
-
 static void teardown(void)
 {
-    char cmd[300];
-    if (eng != NULL)
-        close_engine();
-    cr_assert_eq(uv_loop_close(&loop), 0, "a handle leaked");
+    fixture_end();
     wh_workflow_free(wf);
-    wh_calendar_free(cal);
-    wh_config_free(cfg);
-    wh_tz_free(tz);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%.*s'", (int)(strlen(dbpath) - strlen("/db/whistle.db")),
-             dbpath);
-    cr_assert_eq(system(cmd), 0);
 }
 
 TestSuite(audit, .init = setup, .fini = teardown);
