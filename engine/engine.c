@@ -147,14 +147,12 @@ static int64_t outbox_max_id(wh_engine_t *e)
  * outbox row there is now may be sent. */
 static int defer_sync(wh_engine_t *e)
 {
-    int rc = wh_store_defer_sync(e->store);
+    int rc = wh_store_defer_sync(e->store, &e->wal_fd);
     if (rc == WH_ENOENT) {
         fprintf(stderr, "whistle: warning: the database is not in WAL mode (the file system "
                         "refused it); commits sync on the loop\n");
         return 0;
     }
-    if (rc == 0 && (e->wal_fd = dup(wh_store_wal_fd(e->store))) < 0)
-        rc = WH_EIO;
     if (rc == 0)
         rc = wh_store_sync(e->wal_fd);
     if (rc == 0) {

@@ -17,7 +17,6 @@
 struct wh_store_s {
     sqlite3 *db;
     sqlite3_stmt *stmts[WH_STMT__COUNT];
-    int wal_fd;      /* the write-ahead log, for wh_store_sync; -1 until deferred */
     wh_ckpt_t *ckpt; /* checkpoints on a thread (wh_store_checkpoint_apart) */
     char errmsg[256];
 };
@@ -370,7 +369,6 @@ int wh_store_open(const char *path, bool full, bool read_only, wh_store_t **out,
     *out = NULL;
     if (s == NULL)
         return WH_ENOMEM;
-    s->wal_fd = -1;
     tune_sqlite();
     if (!read_only && (rc = make_parent_dir(path, err, errlen)) != 0)
         goto out;
@@ -414,20 +412,18 @@ void wh_store_close(wh_store_t *s)
     for (int i = 0; i < WH_STMT__COUNT; i++)
         sqlite3_finalize(s->stmts[i]);
     sqlite3_close(s->db);
-    if (s->wal_fd >= 0)
-        close(s->wal_fd);
     free(s);
 }
 
 /* Commits stop syncing the log (synchronous=NORMAL), and the caller syncs
- * it instead through its own descriptor, whenever it chooses (wh_store_sync).
+ * it instead through a descriptor of its own, whenever it chooses (wh_store_sync).
  * fdatasync on any descriptor of a file flushes every write made to it, so
  * a sync that starts after a commit ends makes that commit as durable as
  * synchronous=FULL would have; SQLite still syncs the log before each
  * checkpoint and the database after it, as it does under FULL. The log
  * file stays while this connection is open (SQLite deletes it only when
  * the last connection closes), and shrinking it keeps its inode. */
-int wh_store_defer_sync(wh_store_t *s)
+int wh_store_defer_sync(wh_store_t *s, int *wal_fd)
 {
     const char *wal = sqlite3_filename_wal(sqlite3_db_filename(s->db, "main"));
     sqlite3_stmt *st = NULL;
@@ -439,6 +435,7 @@ int wh_store_defer_sync(wh_store_t *s)
     if (rc == 0 && sqlite3_step(st) == SQLITE_ROW)
         in_wal = sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
     sqlite3_finalize(st);
+    *wal_fd = -1;
     if (rc != 0)
         return rc;
     if (!in_wal)
@@ -446,8 +443,7 @@ int wh_store_defer_sync(wh_store_t *s)
     if ((rc = exec_sql(s, "PRAGMA synchronous=NORMAL")) != 0)
         return rc;
     /* The log exists once the connection has read in WAL mode (migrate). */
-    s->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
-    if (s->wal_fd < 0) {
+    if ((*wal_fd = open(wal, O_RDONLY | O_CLOEXEC)) < 0) {
         snprintf(s->errmsg, sizeof(s->errmsg), "cannot open %s: %s", wal, strerror(errno));
         exec_sql(s, "PRAGMA synchronous=FULL");
         return WH_EIO;
@@ -478,11 +474,6 @@ int wh_store_sync(int fd)
         if (errno != EINTR)
             return WH_ESTORAGE;
     return 0;
-}
-
-int wh_store_wal_fd(const wh_store_t *s)
-{
-    return s->wal_fd;
 }
 
 int wh_store_put_workflow(wh_store_t *s, const char *name, int64_t version, const char *digest,

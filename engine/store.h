@@ -31,14 +31,13 @@ int wh_store_open(const char *path, bool full, bool read_only, wh_store_t **out,
 /* Accepts NULL. */
 void wh_store_close(wh_store_t *s);
 /* Durability full with the fsync moved off the committing thread: commits
- * no longer sync the write-ahead log; wh_store_sync(wh_store_wal_fd(s))
- * does, and a commit is durable once a sync started after it returns.
+ * no longer sync the write-ahead log; wh_store_sync(*wal_fd) does, and a
+ * commit is durable once a sync started after it returns. *wal_fd is the
+ * caller's to close (it may outlive the store), -1 unless 0 is returned.
  * For a writable store opened with full. Returns 0, WH_ENOENT when the
  * database is not in WAL mode (commits then stay synchronous=FULL), or
  * WH_E*. */
-int wh_store_defer_sync(wh_store_t *s);
-/* The log's descriptor after wh_store_defer_sync, else -1. */
-int wh_store_wal_fd(const wh_store_t *s);
+int wh_store_defer_sync(wh_store_t *s, int *wal_fd);
 /* fdatasync(fd), safe on any thread. 0 or WH_ESTORAGE. */
 int wh_store_sync(int fd);
 /* Moves the log's checkpoints off the committing thread (engine/checkpoint.h).

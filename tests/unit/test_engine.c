@@ -879,8 +879,9 @@ Test(engine, a_database_outside_wal_mode_keeps_syncing_its_commits)
     cr_assert_eq(wh_store_open(path, true, false, &s, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(sqlite3_exec(wh_store_db(s), "PRAGMA journal_mode=DELETE", NULL, NULL, NULL),
                  SQLITE_OK);
-    cr_assert_eq(wh_store_defer_sync(s), WH_ENOENT);
-    cr_assert_eq(wh_store_wal_fd(s), -1);
+    int fd = 0;
+    cr_assert_eq(wh_store_defer_sync(s, &fd), WH_ENOENT);
+    cr_assert_eq(fd, -1);
     cr_assert_eq(sqlite3_prepare_v2(wh_store_db(s), "PRAGMA synchronous", -1, &st, NULL),
                  SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
