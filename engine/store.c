@@ -13,6 +13,7 @@
 #include "engine/jcs.h"
 #include "engine/store.h"
 #include "engine/tz.h"
+#include "engine/walbuf.h"
 
 struct wh_store_s {
     sqlite3 *db;
@@ -372,7 +373,9 @@ int wh_store_open(const char *path, bool full, bool read_only, wh_store_t **out,
     tune_sqlite();
     if (!read_only && (rc = make_parent_dir(path, err, errlen)) != 0)
         goto out;
-    rc = wh_store_err(s, sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL));
+    /* A writer gathers each commit's writes to the log (engine/walbuf.h). */
+    rc = wh_store_err(s, sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX,
+                                         read_only ? NULL : wh_walbuf_vfs()));
     /* A larger lookaside pool: a batch runs many small statements, and
      * SQLite's own small allocations showed up as malloc time. */
     if (rc == 0)
