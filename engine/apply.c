@@ -316,21 +316,91 @@ static int fold_audit(wh_engine_t *e, wh_ticket_t *t, int64_t now, const char *e
     return 0;
 }
 
+/* Whether data holds a time that messages show in local time (see
+ * local_times in engine.c): a string member named "…_at", at any depth. */
+static bool has_times(json_t *v)
+{
+    const char *key;
+    json_t *m;
+    size_t i;
+
+    if (json_is_object(v)) {
+        json_object_foreach(v, key, m)
+        {
+            size_t n = strlen(key);
+            if ((json_is_string(m) && n > 3 && strcmp(key + n - 3, "_at") == 0) || has_times(m))
+                return true;
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, m)
+        {
+            if (has_times(m))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* SPEC §4's event row as messages carry it (wh_event_json_data, members in
+ * its order), put together as text: the data is its canonical text, made
+ * once for the row and its hash, unless a time in it is shown in local
+ * time. Malloc'd, or NULL. */
+static char *event_text(wh_engine_t *e, int64_t seq, int64_t now, const char *event,
+                        const char *actor, const char *from, const char *to, const char *note,
+                        json_t *data, const char *data_canon, const char *hash)
+{
+    wh_jcs_out_t o = { 0 };
+    char when[26], *text = NULL;
+
+    if (has_times(data)) {
+        json_t *row =
+            wh_event_json_data(seq, now, event, actor, from, to, note, data, hash, e->opt.tz);
+        text = row ? json_dumps(row, JSON_COMPACT | WH_JSON_REAL) : NULL;
+        json_decref(row);
+        return text;
+    }
+    wh_time_format_tz(now, e->opt.tz, when);
+    wh_jcs_raw(&o, "{\"seq\":", 7);
+    wh_jcs_int(&o, seq);
+    wh_jcs_raw(&o, ",\"at\":", 6);
+    wh_jcs_string(&o, when);
+    wh_jcs_raw(&o, ",\"event\":", 9);
+    wh_jcs_string(&o, event);
+    wh_jcs_raw(&o, ",\"actor\":", 9);
+    wh_jcs_string(&o, actor);
+    wh_jcs_raw(&o, ",\"from\":", 8);
+    wh_jcs_string(&o, from);
+    wh_jcs_raw(&o, ",\"to\":", 6);
+    wh_jcs_string(&o, to);
+    wh_jcs_raw(&o, ",\"note\":", 8);
+    wh_jcs_string(&o, note);
+    wh_jcs_raw(&o, ",\"data\":", 8);
+    wh_jcs_raw(&o, data_canon, strlen(data_canon));
+    wh_jcs_raw(&o, ",\"hash\":", 8);
+    wh_jcs_string(&o, hash);
+    wh_jcs_raw(&o, "}", 1);
+    return wh_jcs_finish(&o, &text, NULL) == 0 ? text : NULL;
+}
+
 /* Appends the ticket's next event row, chained to the previous one. data is
- * stolen. *row gets SPEC §4's row (new reference) when row is not NULL. */
+ * stolen. The data is serialized once, canonically: that text is the row's
+ * `data` column and part of the text hashed. *row gets SPEC §4's row as
+ * text for messages (malloc'd) when row is not NULL. */
 static int append_event(wh_engine_t *e, wh_ticket_t *t, int64_t now, const char *event,
                         const char *actor, const char *from, const char *to, const char *note,
-                        json_t *data, json_t **row)
+                        json_t *data, char **row)
 {
-    char *text = data ? json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    char *text = NULL, *canon = NULL, hash[65];
     int64_t seq = t->last_seq + 1;
-    json_t *hashed =
-        text ? wh_store_hash_row_data(seq, now, event, actor, from, to, note, data) : NULL;
-    char hash[65];
+    size_t len = 0;
     sqlite3_stmt *st;
-    int rc = hashed ? wh_jcs_chain_hash(t->last_hash, hashed, hash) : WH_ENOMEM;
+    int rc = data ? wh_jcs_dump(data, &text, NULL) : WH_ENOMEM;
 
-    json_decref(hashed);
+    if (rc == 0 &&
+        (canon = wh_store_hash_text(seq, now, event, actor, from, to, note, text, &len)) == NULL)
+        rc = WH_EINVAL; /* the text around the data: invalid UTF-8 (or no memory) */
+    if (rc == 0)
+        rc = wh_jcs_chain_hash_text(t->last_hash, canon, len, hash);
     if (rc != 0)
         goto out;
     st = wh_store_stmt(e->store, WH_STMT_EVENT_INSERT);
@@ -345,12 +415,13 @@ static int append_event(wh_engine_t *e, wh_ticket_t *t, int64_t now, const char 
     t->updated_at = now;
     if ((rc = fold_audit(e, t, now, event, actor, from, to, data)) != 0)
         goto out;
-    if (row != NULL && (*row = wh_event_json_data(seq, now, event, actor, from, to, note, data,
-                                                  hash, e->opt.tz)) == NULL)
+    if (row != NULL &&
+        (*row = event_text(e, seq, now, event, actor, from, to, note, data, text, hash)) == NULL)
         rc = WH_ENOMEM;
 out:
     json_decref(data);
     free(text);
+    free(canon);
     return rc;
 }
 
@@ -453,20 +524,19 @@ static char *message_text(wh_msg_type_t type, const char *stamp, const char *tic
  * same body for every recipient but for its action links. ticket_text is
  * the ticket as serialized for the change's answer. */
 static int enqueue(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_msg_type_t type,
-                   const char *const *orgs, size_t n, const char *ticket_text, json_t *event,
+                   const char *const *orgs, size_t n, const char *ticket_text, const char *et,
                    json_t *escalation)
 {
     const size_t flags = JSON_COMPACT | WH_JSON_REAL;
     const wh_workflow_t *wf = NULL;
     wh_mach_view_t view, *v = NULL;
-    char stamp[26], *et = NULL, *xt = NULL, *common = NULL;
+    char stamp[26], *xt = NULL, *common = NULL;
     int rc = 0;
 
     if (n == 0)
         return 0;
     memset(&view, 0, sizeof(view));
     wh_time_format_tz(now, e->opt.tz, stamp);
-    et = json_dumps(event, flags);
     xt = escalation ? json_dumps(escalation, flags) : NULL;
     if (et == NULL || (escalation != NULL && xt == NULL)) {
         rc = WH_ENOMEM;
@@ -495,7 +565,6 @@ static int enqueue(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_msg_typ
     }
 out:
     wh_mach_view_free(&view);
-    free(et);
     free(xt);
     free(common);
     return rc;
@@ -763,7 +832,7 @@ static int make_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, int
 static int write_new_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, wh_ticket_t *t,
                             const wh_mach_result_t *res, int64_t now)
 {
-    json_t *row = NULL;
+    char *row = NULL;
     int rc;
 
     if ((rc = schedule_state(e, wf, t, res->to, now)) != 0)
@@ -780,7 +849,7 @@ static int write_new_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf
         goto out;
     rc = enqueue(e, t, now, res->msg_type, res->notify, res->nnotify, op->ticket_text, row, NULL);
 out:
-    json_decref(row);
+    free(row);
     return rc;
 }
 
@@ -977,7 +1046,7 @@ static int write_fire(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, wh_t
 {
     const char *event = wf->events[res->event].name;
     char *from = strdup(t->state);
-    json_t *row = NULL;
+    char *row = NULL;
     int rc = from ? 0 : WH_ENOMEM;
 
     if (rc == 0 && res->entered)
@@ -1000,7 +1069,7 @@ static int write_fire(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, wh_t
     if (rc == 0 && res->entered)
         rc = enqueue(e, t, now, res->msg_type, res->notify, res->nnotify, op->ticket_text, row,
                      NULL);
-    json_decref(row);
+    free(row);
     free(from);
     return rc;
 }
@@ -1130,7 +1199,8 @@ static int escalate_step(ladder_t *l, const deadline_row_t *d)
     const wh_step_t *step;
     const char **targets = NULL;
     size_t ntargets = 0;
-    json_t *row = NULL, *ticket = NULL, *data;
+    json_t *ticket = NULL, *data;
+    char *row = NULL;
     char *text = NULL;
     int64_t level;
     int rc;
@@ -1173,7 +1243,7 @@ static int escalate_step(ladder_t *l, const deadline_row_t *d)
     free(targets);
     free(text);
     json_decref(ticket);
-    json_decref(row);
+    free(row);
     return rc;
 }
 

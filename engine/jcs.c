@@ -1,16 +1,13 @@
 #include <openssl/evp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/error.h"
 #include "engine/jcs.h"
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    int err;
-} out_t;
+typedef wh_jcs_out_t out_t;
 
 static void put(out_t *o, const char *s, size_t n)
 {
@@ -65,41 +62,51 @@ static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 }
 
 /* JCS strings: escape only '"', '\\' and controls (short forms where JSON
- * has them, else \u00xx in lower case); everything else as UTF-8. */
+ * has them, else \u00xx in lower case); everything else as UTF-8, copied
+ * in runs between the characters that need escaping. */
 static void put_string(out_t *o, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
+    size_t i = 0, run = 0;
     uint32_t cp;
 
     put(o, "\"", 1);
-    while (i < n && o->err == 0) {
-        size_t len = utf8_decode(p + i, n - i, &cp);
-        if (len == 0) {
-            o->err = WH_EINVAL;
-            return;
+    while (i < n) {
+        unsigned char c = p[i];
+        if (c >= 0x80) {
+            size_t len = utf8_decode(p + i, n - i, &cp);
+            if (len == 0) {
+                o->err = WH_EINVAL;
+                return;
+            }
+            i += len;
+            continue;
         }
-        if (cp == '"' || cp == '\\') {
-            char e[2] = { '\\', (char)cp };
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            i++;
+            continue;
+        }
+        put(o, s + run, i - run);
+        if (c == '"' || c == '\\') {
+            char e[2] = { '\\', (char)c };
             put(o, e, 2);
-        } else if (cp < 0x20) {
-            const char *shortform = cp == '\b'   ? "\\b"
-                                    : cp == '\t' ? "\\t"
-                                    : cp == '\n' ? "\\n"
-                                    : cp == '\f' ? "\\f"
-                                    : cp == '\r' ? "\\r"
-                                                 : NULL;
-            char e[6] = { '\\', 'u', '0', '0', hex[cp >> 4], hex[cp & 15] };
+        } else {
+            const char *shortform = c == '\b'   ? "\\b"
+                                    : c == '\t' ? "\\t"
+                                    : c == '\n' ? "\\n"
+                                    : c == '\f' ? "\\f"
+                                    : c == '\r' ? "\\r"
+                                                : NULL;
+            char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
             if (shortform != NULL)
                 put(o, shortform, 2);
             else
                 put(o, e, 6);
-        } else {
-            put(o, s + i, len);
         }
-        i += len;
+        run = ++i;
     }
+    put(o, s + run, n - run);
     put(o, "\"", 1);
 }
 
@@ -205,34 +212,18 @@ int wh_jcs_dump(const json_t *v, char **out, size_t *len)
 {
     out_t o = { 0 };
 
-    *out = NULL;
     put_value(&o, v, 0);
-    if (o.err == 0 && o.buf == NULL)
-        o.err = WH_EINVAL;
-    if (o.err != 0) {
-        free(o.buf);
-        return o.err;
-    }
-    *out = o.buf;
-    if (len != NULL)
-        *len = o.len;
-    return 0;
+    return wh_jcs_finish(&o, out, len);
 }
 
-int wh_jcs_chain_hash(const char *prev_hash_hex, const json_t *row, char out[65])
+int wh_jcs_chain_hash_text(const char *prev_hash_hex, const char *canon, size_t len, char out[65])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    EVP_MD_CTX *ctx = NULL;
-    char *canon = NULL;
-    size_t len = 0;
-    int rc;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int rc = 0;
 
-    rc = wh_jcs_dump(row, &canon, &len);
-    if (rc != 0)
-        goto out;
-    ctx = EVP_MD_CTX_new();
     if (ctx == NULL || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ||
         !EVP_DigestUpdate(ctx, prev_hash_hex, strlen(prev_hash_hex)) ||
         !EVP_DigestUpdate(ctx, canon, len) || !EVP_DigestFinal_ex(ctx, md, &mdlen)) {
@@ -246,6 +237,57 @@ int wh_jcs_chain_hash(const char *prev_hash_hex, const json_t *row, char out[65]
     out[64] = '\0';
 out:
     EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+int wh_jcs_chain_hash(const char *prev_hash_hex, const json_t *row, char out[65])
+{
+    char *canon = NULL;
+    size_t len = 0;
+    int rc = wh_jcs_dump(row, &canon, &len);
+
+    if (rc == 0)
+        rc = wh_jcs_chain_hash_text(prev_hash_hex, canon, len, out);
     free(canon);
+    return rc;
+}
+
+void wh_jcs_raw(wh_jcs_out_t *o, const char *s, size_t n)
+{
+    put(o, s, n);
+}
+
+void wh_jcs_string(wh_jcs_out_t *o, const char *s)
+{
+    if (s == NULL)
+        put(o, "null", 4);
+    else
+        put_string(o, s, strlen(s));
+}
+
+void wh_jcs_int(wh_jcs_out_t *o, int64_t v)
+{
+    char num[24];
+    put(o, num, (size_t)snprintf(num, sizeof(num), "%lld", (long long)v));
+}
+
+void wh_jcs_value(wh_jcs_out_t *o, const json_t *v)
+{
+    put_value(o, v, 0);
+}
+
+int wh_jcs_finish(wh_jcs_out_t *o, char **out, size_t *len)
+{
+    int rc = o->err != 0 ? o->err : o->buf == NULL ? WH_EINVAL : 0;
+
+    *out = NULL;
+    if (rc != 0) {
+        free(o->buf);
+    } else {
+        *out = o->buf;
+        if (len != NULL)
+            *len = o->len;
+    }
+    *o = (wh_jcs_out_t){ 0 };
     return rc;
 }

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* How whistle writes real numbers (lat/lon) everywhere outside hashes: 15
  * significant digits, so a coordinate given as 27.24 reads back as 27.24
@@ -24,5 +25,28 @@ int wh_jcs_dump(const json_t *v, char **out, size_t *len);
  * 64 hex characters (64 zeros before the first row). out needs 65 bytes.
  * Returns 0 or what wh_jcs_dump returns. */
 int wh_jcs_chain_hash(const char *prev_hash_hex, const json_t *row, char out[65]);
+/* The same over a row's canonical text already made (len bytes). */
+int wh_jcs_chain_hash_text(const char *prev_hash_hex, const char *canon, size_t len, char out[65]);
+
+/* JSON text put together from parts, for rows whose canonical form is known
+ * in advance (the hashed event row, with its data serialized once): zero it
+ * to start, append, then take the text with wh_jcs_finish. After a failure
+ * (err) further appends do nothing. */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int err;
+} wh_jcs_out_t;
+/* Appends n bytes of text as they are. */
+void wh_jcs_raw(wh_jcs_out_t *o, const char *s, size_t n);
+/* Appends s as a JCS string (UTF-8 checked), or null when s is NULL. */
+void wh_jcs_string(wh_jcs_out_t *o, const char *s);
+void wh_jcs_int(wh_jcs_out_t *o, int64_t v);
+/* Appends v canonically, as wh_jcs_dump writes it. */
+void wh_jcs_value(wh_jcs_out_t *o, const json_t *v);
+/* Hands the NUL-terminated text (malloc'd) to *out and its length to *len
+ * (may be NULL) and returns 0; or frees it and returns WH_EINVAL (a real
+ * number, invalid UTF-8, nothing appended) or WH_ENOMEM. Resets o. */
+int wh_jcs_finish(wh_jcs_out_t *o, char **out, size_t *len);
 
 #endif

@@ -15,7 +15,7 @@
 
 #include "engine/checkpoint.h"
 
-#define WH_STORE_SCHEMA_VERSION 2
+#define WH_STORE_SCHEMA_VERSION 3
 /* A nullable integer column read as this value when NULL. */
 #define WH_NULL_TIME INT64_MIN
 
@@ -175,6 +175,15 @@ json_t *wh_store_hash_row(int64_t seq, int64_t at, const char *event, const char
 /* As wh_store_hash_row with data as a value (borrowed). */
 json_t *wh_store_hash_row_data(int64_t seq, int64_t at, const char *event, const char *actor,
                                const char *from, const char *to, const char *note, json_t *data);
+
+/* JCS(wh_store_hash_row_data(...)) composed without building the row, from
+ * data_canon, the canonical text of the data (wh_jcs_dump): what a change
+ * hashes, data serialized once. Malloc'd, its length in *len (may be NULL);
+ * NULL on invalid UTF-8 or no memory. `whistle verify` rebuilds the row
+ * instead, so the two are checked against each other. */
+char *wh_store_hash_text(int64_t seq, int64_t at, const char *event, const char *actor,
+                         const char *from, const char *to, const char *note, const char *data_canon,
+                         size_t *len);
 
 /* Walks every ticket's hash chain. Returns 0 with the counts, or
  * WH_ECORRUPT with "TICKET seq N" of the first broken row in broken. */

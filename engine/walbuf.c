@@ -40,8 +40,8 @@ static int flush(wal_file_t *w)
 
     for (size_t done = 0, n; rc == SQLITE_OK && done < w->len; done += n) {
         n = w->len - done < WRITE_MAX ? w->len - done : WRITE_MAX;
-        rc = w->real->pMethods->xWrite(w->real, w->buf + done, (int)n,
-                                       w->off + (sqlite3_int64)done);
+        rc =
+            w->real->pMethods->xWrite(w->real, w->buf + done, (int)n, w->off + (sqlite3_int64)done);
         atomic_fetch_add_explicit(&stat_writes, 1, memory_order_relaxed);
     }
     /* On failure the bytes are dropped: SQLite fails the write it is in,

@@ -580,6 +580,73 @@ Test(engine, no_show_ladder_steps_and_repeats)
     free(id);
 }
 
+/* Every message carries its event as GET …/events shows it: the text put
+ * together from parts for raise and fire (a note with quotes, controls and
+ * CJK included), and the JSON built when the data holds times (escalated). */
+Test(engine, messages_carry_the_event_as_the_api_shows_it)
+{
+    char *id = raise_ok(NULL, 0);
+    tick_at("2026-11-26T09:30:00+08:00"); /* breached, escalated */
+    outcome_t o = fire("fire-brigade", id, "dispute", "不归我局 \"3号楼\"\n\t\x01 /ok\\");
+    cr_assert_eq(o.status, 200, "%s", o.message);
+    json_decref(o.ticket);
+    json_t *rows = events_of(id);
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int checked = 0, escalated = 0;
+
+    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT payload FROM outbox", -1, &st, NULL), SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        json_error_t jerr;
+        json_t *msg = json_loads((const char *)sqlite3_column_text(st, 0), 0, &jerr);
+        cr_assert_not_null(msg, "%s", jerr.text);
+        json_t *ev = json_object_get(json_object_get(msg, "data"), "event");
+        json_int_t seq = json_integer_value(json_object_get(ev, "seq"));
+        cr_assert(seq >= 1 && (size_t)seq <= json_array_size(rows));
+        json_t *shown = json_array_get(rows, (size_t)seq - 1);
+        cr_assert(json_equal(ev, shown), "message:\n%s\napi:\n%s", json_dumps(ev, 0),
+                  json_dumps(shown, 0));
+        escalated += strcmp(json_string_value(json_object_get(ev, "event")), "escalated") == 0;
+        checked++;
+        json_decref(msg);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    cr_assert_eq(checked, 5, "raise, escalated twice, disputed twice");
+    cr_assert_geq(escalated, 1);
+    json_decref(rows);
+    free(id);
+}
+
+/* A version 2 database (with the three ticket indexes version 3 drops)
+ * is brought to version 3 at the next open, its tickets kept. */
+Test(engine, a_version_2_database_is_migrated)
+{
+    char *id = raise_ok(NULL, 0);
+    sqlite3 *db;
+
+    close_engine();
+    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "CREATE INDEX tickets_updated ON tickets(updated_at);"
+                              "CREATE INDEX tickets_raiser ON tickets(raiser, created_at);"
+                              "CREATE INDEX tickets_state ON tickets(state, created_at);"
+                              "PRAGMA user_version=2;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    open_engine();
+    cr_assert_eq(count_rows("PRAGMA user_version"), WH_STORE_SCHEMA_VERSION);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sqlite_master WHERE name IN "
+                            "('tickets_updated','tickets_raiser','tickets_state')"),
+                 0);
+    outcome_t o = fire("fire-brigade", id, "report", NULL);
+    cr_assert_eq(o.status, 200, "%s", o.message);
+    json_decref(o.ticket);
+    free(id);
+}
+
 Test(engine, leaving_the_state_cancels_its_deadline)
 {
     char *id = raise_ok(NULL, 0);

@@ -102,8 +102,8 @@ Test(walbuf, a_commit_is_in_the_file_when_it_returns_and_takes_few_writes)
      * frames go out 120 KiB at a time. */
     uint64_t gathered = s1.gathered - s0.gathered, writes = s1.writes - s0.writes;
     cr_assert_geq(gathered, 100, "gathered %llu", (unsigned long long)gathered);
-    cr_assert_leq(writes, gathered / 20, "%llu writes for %llu gathered", (unsigned long long)writes,
-                  (unsigned long long)gathered);
+    cr_assert_leq(writes, gathered / 20, "%llu writes for %llu gathered",
+                  (unsigned long long)writes, (unsigned long long)gathered);
 }
 
 Test(walbuf, each_small_commit_is_readable_at_once)
@@ -169,8 +169,7 @@ Test(walbuf, a_reopened_writer_appends_to_an_existing_log)
     exec(reader, "BEGIN");
     cr_assert_eq(one(reader, "SELECT count(*) FROM t"), 100);
     sqlite3_close(writer);
-    cr_assert_eq(sqlite3_open_v2(path, &writer, SQLITE_OPEN_READWRITE, wh_walbuf_vfs()),
-                 SQLITE_OK);
+    cr_assert_eq(sqlite3_open_v2(path, &writer, SQLITE_OPEN_READWRITE, wh_walbuf_vfs()), SQLITE_OK);
     exec(reader, "COMMIT");
     insert(writer, 100, 300);
     cr_assert_eq(one(reader, "SELECT count(*) FROM t"), 300);
