@@ -576,7 +576,7 @@ static int answer_ticket(wh_engine_t *e, wh_op_t *op, const wh_ticket_t *t, cons
                          int64_t now)
 {
     op->ticket = wh_ticket_json(t, wf, e->opt.tz, now);
-    op->ticket_text = op->ticket ? json_dumps(op->ticket, JSON_COMPACT | WH_JSON_REAL) : NULL;
+    op->ticket_text = op->ticket ? wh_jcs_dump_compact(op->ticket, NULL) : NULL;
     return op->ticket_text ? 0 : WH_ENOMEM;
 }
 
@@ -1224,7 +1224,7 @@ static int escalate_step(ladder_t *l, const deadline_row_t *d)
         rc = wh_mach_targets(l->wf, l->e->opt.dir, &l->view.t, step->notify, NULL, &targets,
                              &ntargets);
     if (rc == 0 && ((ticket = wh_ticket_json(l->t, l->wf, l->e->opt.tz, l->now)) == NULL ||
-                    (text = json_dumps(ticket, JSON_COMPACT | WH_JSON_REAL)) == NULL))
+                    (text = wh_jcs_dump_compact(ticket, NULL)) == NULL))
         rc = WH_ENOMEM;
     if (rc == 0) {
         json_t *info = json_pack("{s:s,s:I,s:I}", "name", esc->name, "step", (json_int_t)d->step,

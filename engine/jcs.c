@@ -1,8 +1,10 @@
 #include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "engine/error.h"
 #include "engine/jcs.h"
@@ -139,7 +141,7 @@ static int cmp_keys(const void *a, const void *b)
     return cmp_utf16(*(const char *const *)a, *(const char *const *)b);
 }
 
-static void put_value(out_t *o, const json_t *v, int depth);
+static void put_value(out_t *o, const json_t *v, int depth, bool canonical);
 
 static void put_object(out_t *o, const json_t *v, int depth)
 {
@@ -160,13 +162,63 @@ static void put_object(out_t *o, const json_t *v, int depth)
             put(o, ",", 1);
         put_string(o, keys[i], strlen(keys[i]));
         put(o, ":", 1);
-        put_value(o, json_object_get(v, keys[i]), depth + 1);
+        put_value(o, json_object_get(v, keys[i]), depth + 1, true);
     }
     put(o, "}", 1);
     free(keys);
 }
 
-static void put_value(out_t *o, const json_t *v, int depth)
+/* An object as json_dumps writes it without JSON_SORT_KEYS: members in
+ * the order they were set. */
+static void put_members(out_t *o, const json_t *v, int depth)
+{
+    const char *key;
+    json_t *member;
+    bool first = true;
+
+    put(o, "{", 1);
+    json_object_foreach((json_t *)v, key, member)
+    {
+        if (!first)
+            put(o, ",", 1);
+        first = false;
+        put_string(o, key, strlen(key));
+        put(o, ":", 1);
+        put_value(o, member, depth + 1, false);
+    }
+    put(o, "}", 1);
+}
+
+/* A real as jansson writes it with WH_JSON_REAL: 15 significant digits, a
+ * ".0" when it would read back as an integer, no '+' or leading zeros in
+ * the exponent. */
+static void put_real(out_t *o, double d)
+{
+    char num[48], *e;
+    int n = snprintf(num, sizeof(num), "%.15g", d);
+
+    if (n < 0 || (size_t)n >= sizeof(num) - 2) {
+        o->err = WH_EINVAL;
+        return;
+    }
+    if (strchr(num, '.') == NULL && strchr(num, 'e') == NULL) {
+        memcpy(num + n, ".0", 3);
+        n += 2;
+    }
+    if ((e = strchr(num, 'e')) != NULL) {
+        char *digits = e + 1, *end;
+        if (*digits == '+' || *digits == '-')
+            digits += *digits == '-';
+        end = *digits == '+' ? digits + 1 : digits;
+        while (*end == '0' && end[1] != '\0')
+            end++;
+        memmove(digits, end, strlen(end) + 1);
+        n = (int)strlen(num);
+    }
+    put(o, num, (size_t)n);
+}
+
+static void put_value(out_t *o, const json_t *v, int depth, bool canonical)
 {
     char num[32];
 
@@ -176,14 +228,17 @@ static void put_value(out_t *o, const json_t *v, int depth)
     }
     switch (json_typeof(v)) {
     case JSON_OBJECT:
-        put_object(o, v, depth);
+        if (canonical)
+            put_object(o, v, depth);
+        else
+            put_members(o, v, depth);
         break;
     case JSON_ARRAY:
         put(o, "[", 1);
         for (size_t i = 0; i < json_array_size(v) && o->err == 0; i++) {
             if (i > 0)
                 put(o, ",", 1);
-            put_value(o, json_array_get(v, i), depth + 1);
+            put_value(o, json_array_get(v, i), depth + 1, canonical);
         }
         put(o, "]", 1);
         break;
@@ -202,7 +257,13 @@ static void put_value(out_t *o, const json_t *v, int depth)
     case JSON_NULL:
         put(o, "null", 4);
         break;
-    default: /* JSON_REAL: see the header */
+    case JSON_REAL:
+        if (canonical)
+            o->err = WH_EINVAL; /* see the header */
+        else
+            put_real(o, json_real_value(v));
+        break;
+    default:
         o->err = WH_EINVAL;
         break;
     }
@@ -212,8 +273,33 @@ int wh_jcs_dump(const json_t *v, char **out, size_t *len)
 {
     out_t o = { 0 };
 
-    put_value(&o, v, 0);
+    put_value(&o, v, 0, true);
     return wh_jcs_finish(&o, out, len);
+}
+
+char *wh_jcs_dump_compact(const json_t *v, size_t *len)
+{
+    out_t o = { 0 };
+    char *text = NULL;
+
+    put_value(&o, v, 0, false);
+    return wh_jcs_finish(&o, &text, len) == 0 ? text : NULL;
+}
+
+static EVP_MD *sha256;
+
+static void fetch_sha256(void)
+{
+    sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* SHA-256 fetched once: OpenSSL 3 looks the algorithm up under a lock at
+ * every EVP_DigestInit_ex given EVP_sha256(), a third of a row's hash. */
+static const EVP_MD *chain_md(void)
+{
+    static uv_once_t once = UV_ONCE_INIT;
+    uv_once(&once, fetch_sha256);
+    return sha256 != NULL ? sha256 : EVP_sha256();
 }
 
 int wh_jcs_chain_hash_text(const char *prev_hash_hex, const char *canon, size_t len, char out[65])
@@ -224,7 +310,7 @@ int wh_jcs_chain_hash_text(const char *prev_hash_hex, const char *canon, size_t 
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int rc = 0;
 
-    if (ctx == NULL || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ||
+    if (ctx == NULL || !EVP_DigestInit_ex(ctx, chain_md(), NULL) ||
         !EVP_DigestUpdate(ctx, prev_hash_hex, strlen(prev_hash_hex)) ||
         !EVP_DigestUpdate(ctx, canon, len) || !EVP_DigestFinal_ex(ctx, md, &mdlen)) {
         rc = WH_ENOMEM;
@@ -273,7 +359,7 @@ void wh_jcs_int(wh_jcs_out_t *o, int64_t v)
 
 void wh_jcs_value(wh_jcs_out_t *o, const json_t *v)
 {
-    put_value(o, v, 0);
+    put_value(o, v, 0, true);
 }
 
 int wh_jcs_finish(wh_jcs_out_t *o, char **out, size_t *len)

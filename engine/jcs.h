@@ -21,6 +21,14 @@
  * *len). Returns 0, WH_EINVAL (a real number, invalid UTF-8) or WH_ENOMEM. */
 int wh_jcs_dump(const json_t *v, char **out, size_t *len);
 
+/* v as json_dumps(v, JSON_COMPACT | WH_JSON_REAL) writes it (members in
+ * the order they were set, reals included), from the same writer: jansson
+ * checks UTF-8 a character at a time through a callback, and the ticket's
+ * text, made on every change, spent most of its time there. Differs from
+ * jansson's only in the case of \u00xx escapes. Malloc'd, its length in
+ * *len (may be NULL); NULL on invalid UTF-8 or no memory. */
+char *wh_jcs_dump_compact(const json_t *v, size_t *len);
+
 /* hash = lowercase hex SHA-256(prev_hash_hex || JCS(row)); prev_hash_hex is
  * 64 hex characters (64 zeros before the first row). out needs 65 bytes.
  * Returns 0 or what wh_jcs_dump returns. */
