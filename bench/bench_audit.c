@@ -79,8 +79,8 @@ static void on_result(const wh_engine_result_t *res, void *arg)
     o->done = true;
     o->status = res->status;
     snprintf(o->message, sizeof(o->message), "%s", res->message ? res->message : "");
-    if (res->ticket != NULL)
-        snprintf(o->id, sizeof(o->id), "%s", json_string_value(json_object_get(res->ticket, "id")));
+    if (res->ticket_id != NULL)
+        snprintf(o->id, sizeof(o->id), "%s", res->ticket_id);
 }
 
 static void wait_for(outcome_t *o, const char *what)

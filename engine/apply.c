@@ -575,9 +575,9 @@ out:
 static int answer_ticket(wh_engine_t *e, wh_op_t *op, const wh_ticket_t *t, const wh_workflow_t *wf,
                          int64_t now)
 {
-    op->ticket = wh_ticket_json(t, wf, e->opt.tz, now);
-    op->ticket_text = op->ticket ? wh_jcs_dump_compact(op->ticket, NULL) : NULL;
-    return op->ticket_text ? 0 : WH_ENOMEM;
+    op->answer_id = strdup(t->id);
+    op->ticket_text = wh_ticket_text(t, wf, e->opt.tz, now);
+    return op->answer_id && op->ticket_text ? 0 : WH_ENOMEM;
 }
 
 /* ---- idempotency ---- */
@@ -1199,7 +1199,7 @@ static int escalate_step(ladder_t *l, const deadline_row_t *d)
     const wh_step_t *step;
     const char **targets = NULL;
     size_t ntargets = 0;
-    json_t *ticket = NULL, *data;
+    json_t *data;
     char *row = NULL;
     char *text = NULL;
     int64_t level;
@@ -1223,8 +1223,7 @@ static int escalate_step(ladder_t *l, const deadline_row_t *d)
     if (rc == 0)
         rc = wh_mach_targets(l->wf, l->e->opt.dir, &l->view.t, step->notify, NULL, &targets,
                              &ntargets);
-    if (rc == 0 && ((ticket = wh_ticket_json(l->t, l->wf, l->e->opt.tz, l->now)) == NULL ||
-                    (text = wh_jcs_dump_compact(ticket, NULL)) == NULL))
+    if (rc == 0 && (text = wh_ticket_text(l->t, l->wf, l->e->opt.tz, l->now)) == NULL)
         rc = WH_ENOMEM;
     if (rc == 0) {
         json_t *info = json_pack("{s:s,s:I,s:I}", "name", esc->name, "step", (json_int_t)d->step,
@@ -1242,7 +1241,6 @@ static int escalate_step(ladder_t *l, const deadline_row_t *d)
     }
     free(targets);
     free(text);
-    json_decref(ticket);
     free(row);
     return rc;
 }
@@ -1269,7 +1267,7 @@ static int fire_system(ladder_t *l, const char *event)
 
     if (rc == 0 && wh_mach_fire(l->wf, l->e->opt.dir, &v.t, NULL, event, &none, &res) == 0)
         rc = write_fire(l->e, &sys, l->wf, l->t, &res, l->now);
-    json_decref(sys.ticket);
+    free(sys.answer_id);
     free(sys.ticket_text);
     wh_mach_result_free(&res);
     wh_mach_view_free(&v);

@@ -337,7 +337,7 @@ static void free_op(wh_op_t *op)
     free(op->assignees);
     free(op->idem_key);
     free(op->digest);
-    json_decref(op->ticket);
+    free(op->answer_id);
     free(op->ticket_text);
     free(op);
 }
@@ -483,8 +483,8 @@ static int apply_op(wh_engine_t *e, wh_op_t *op, int64_t now)
 /* Drops the answer a change had made (it failed, or runs again). */
 static void drop_answer(wh_op_t *op)
 {
-    json_decref(op->ticket);
-    op->ticket = NULL;
+    free(op->answer_id);
+    op->answer_id = NULL;
     free(op->ticket_text);
     op->ticket_text = NULL;
 }
@@ -540,12 +540,17 @@ static void reset_op(wh_op_t *op)
     op->message[0] = '\0';
 }
 
+json_t *wh_engine_result_ticket(const wh_engine_result_t *res)
+{
+    return res->ticket_text != NULL ? json_loads(res->ticket_text, 0, NULL) : NULL;
+}
+
 static void answer(wh_op_t *op)
 {
     wh_engine_result_t res = { .err = op->err,
                                .status = op->err ? wh_err_http_status(op->err) : op->status,
                                .message = op->err ? op->message : NULL,
-                               .ticket = op->err ? NULL : op->ticket,
+                               .ticket_id = op->err ? NULL : op->answer_id,
                                .ticket_text = op->err ? NULL : op->ticket_text,
                                .replayed = op->replayed };
     if (op->cb != NULL)

@@ -76,15 +76,21 @@ typedef struct {
 } wh_fire_req_t;
 
 typedef struct {
-    int err;             /* 0 or a WH_E* code */
-    int status;          /* HTTP status: 200/201, or wh_err_http_status(err) */
-    const char *message; /* on error: what is wrong, naming the field */
-    json_t *ticket;      /* on success: the ticket (SPEC §4 shape); borrowed for the callback */
-    const char *ticket_text; /* on success: ticket as compact JSON text; borrowed likewise */
+    int err;                 /* 0 or a WH_E* code */
+    int status;              /* HTTP status: 200/201, or wh_err_http_status(err) */
+    const char *message;     /* on error: what is wrong, naming the field */
+    const char *ticket_id;   /* on success: the ticket's id; borrowed for the callback */
+    const char *ticket_text; /* on success: the ticket (SPEC §4 shape) as compact JSON text,
+                                borrowed likewise */
     bool replayed;           /* an Idempotency-Key replay */
 } wh_engine_result_t;
 
 typedef void (*wh_engine_cb)(const wh_engine_result_t *res, void *arg);
+
+/* The ticket of a successful result as JSON: a new reference parsed from
+ * ticket_text, or NULL (an error result, no memory). A change answers with
+ * text only; most callers send it as it is. */
+json_t *wh_engine_result_ticket(const wh_engine_result_t *res);
 
 /* Opens (creating when needed) the database and starts the commit machinery
  * on opt->loop. opt's pointers must outlive the engine. Returns 0, or

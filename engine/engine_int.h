@@ -33,8 +33,8 @@ typedef struct wh_op_s {
     int status;
     bool replayed;
     char message[256];
-    json_t *ticket;
-    char *ticket_text; /* ticket, serialized (JSON_COMPACT | WH_JSON_REAL) */
+    char *answer_id;   /* the ticket answered: its id */
+    char *ticket_text; /* and its SPEC §4 JSON (wh_ticket_text) */
 } wh_op_t;
 
 struct wh_engine_s {

@@ -93,6 +93,11 @@ int64_t wh_ticket_escalation_level(const wh_ticket_t *t);
 json_t *wh_ticket_json(const wh_ticket_t *t, const wh_workflow_t *wf, const wh_tz_t *tz,
                        int64_t now);
 
+/* The same ticket as compact JSON text, written directly (no JSON values
+ * built): what every change answers and its messages embed. Members in
+ * wh_ticket_json's order; the tests compare the two. Malloc'd, or NULL. */
+char *wh_ticket_text(const wh_ticket_t *t, const wh_workflow_t *wf, const wh_tz_t *tz, int64_t now);
+
 /* A time as SPEC §4 shows it, or JSON null for WH_NULL_TIME. */
 json_t *wh_time_json(int64_t t, const wh_tz_t *tz);
 

@@ -162,15 +162,11 @@ static void on_result(const wh_engine_result_t *res, void *arg)
         extra[n++] = "true";
     }
     if (res->status == 201) {
-        snprintf(location, sizeof(location), "/v1/tickets/%s",
-                 json_string_value(json_object_get(res->ticket, "id")));
+        snprintf(location, sizeof(location), "/v1/tickets/%s", res->ticket_id);
         extra[n++] = "Location";
         extra[n++] = location;
     }
-    if (res->ticket_text != NULL)
-        reply_text(r, res->status, res->ticket_text, extra);
-    else
-        reply(r, res->status, json_incref(res->ticket), extra);
+    reply_text(r, res->status, res->ticket_text, extra);
 }
 
 /* ---- routing ---- */
@@ -738,8 +734,10 @@ static void on_action_result(const wh_engine_result_t *res, void *arg)
         reply_html(r, res->status, wh_err_api_code(res->err),
                    res->message ? res->message : wh_strerror(res->err), NULL, NULL, false);
     } else {
+        json_t *t = wh_engine_result_ticket(res);
         reply_html(r, 200, "Done", "The event was recorded; the ticket is now in the state shown.",
-                   res->ticket, NULL, false);
+                   t, NULL, false);
+        json_decref(t);
     }
 }
 

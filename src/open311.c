@@ -547,10 +547,12 @@ static void on_raised(const wh_engine_result_t *res, void *arg)
         send_error(p->r, p->fmt, res->status, res->message ? res->message : wh_strerror(res->err),
                    NULL);
     } else {
-        json_t *body =
-            json_pack("[{s:O,s:o,s:n}]", "service_request_id", json_object_get(res->ticket, "id"),
-                      "service_notice", notice_json(p->st, res->ticket), "account_id");
+        json_t *t = wh_engine_result_ticket(res);
+        json_t *body = t ? json_pack("[{s:s,s:o,s:n}]", "service_request_id", res->ticket_id,
+                                     "service_notice", notice_json(p->st, t), "account_id")
+                         : NULL;
         send_doc(p->r, 201, p->fmt, "service_requests", body, NULL);
+        json_decref(t);
     }
     free(p);
 }

@@ -125,7 +125,7 @@ static void on_done(const wh_engine_result_t *res, void *arg)
             return;
         }
         tk_t *t = &c->tickets[c->ntickets++];
-        snprintf(t->id, sizeof(t->id), "%s", json_string_value(json_object_get(res->ticket, "id")));
+        snprintf(t->id, sizeof(t->id), "%s", res->ticket_id);
         t->step = 0;
         t->seq = 1;
         say(c, "R %s\n", t->id);
@@ -137,9 +137,11 @@ static void on_done(const wh_engine_result_t *res, void *arg)
             res->message ? res->message : "");
         return;
     }
+    json_t *ticket = wh_engine_result_ticket(res);
     t->seq++;
     say(c, "E %s %d %s %s\n", t->id, t->seq, steps[t->step].event,
-        json_string_value(json_object_get(res->ticket, "state")));
+        json_string_value(json_object_get(ticket, "state")));
+    json_decref(ticket);
     t->step++;
 }
 

@@ -60,7 +60,16 @@ static void on_result(const wh_engine_result_t *res, void *arg)
     o->err = res->err;
     o->replayed = res->replayed;
     snprintf(o->message, sizeof(o->message), "%s", res->message ? res->message : "");
-    o->ticket = res->ticket ? json_incref(res->ticket) : NULL;
+    o->ticket = wh_engine_result_ticket(res);
+    /* The text a change answers with is the ticket GET /v1/tickets/{id}
+     * shows (built as JSON from the rows just committed). */
+    if (o->ticket != NULL) {
+        json_t *stored = NULL;
+        cr_assert_eq(wh_engine_ticket(eng, res->ticket_id, NULL, &stored), 0);
+        cr_assert(json_equal(o->ticket, stored), "answered:\n%s\nstored:\n%s", res->ticket_text,
+                  json_dumps(stored, 0));
+        json_decref(stored);
+    }
 }
 
 /* The scheduler's timer keeps the loop alive, so run turns until the
