@@ -316,31 +316,6 @@ static int fold_audit(wh_engine_t *e, wh_ticket_t *t, int64_t now, const char *e
     return 0;
 }
 
-/* Whether data holds a time that messages show in local time (see
- * local_times in engine.c): a string member named "…_at", at any depth. */
-static bool has_times(json_t *v)
-{
-    const char *key;
-    json_t *m;
-    size_t i;
-
-    if (json_is_object(v)) {
-        json_object_foreach(v, key, m)
-        {
-            size_t n = strlen(key);
-            if ((json_is_string(m) && n > 3 && strcmp(key + n - 3, "_at") == 0) || has_times(m))
-                return true;
-        }
-    } else if (json_is_array(v)) {
-        json_array_foreach(v, i, m)
-        {
-            if (has_times(m))
-                return true;
-        }
-    }
-    return false;
-}
-
 /* SPEC §4's event row as messages carry it (wh_event_json_data, members in
  * its order), put together as text: the data is its canonical text, made
  * once for the row and its hash, unless a time in it is shown in local
@@ -352,7 +327,7 @@ static char *event_text(wh_engine_t *e, int64_t seq, int64_t now, const char *ev
     wh_jcs_out_t o = { 0 };
     char when[26], *text = NULL;
 
-    if (has_times(data)) {
+    if (wh_event_has_times(data)) {
         json_t *row =
             wh_event_json_data(seq, now, event, actor, from, to, note, data, hash, e->opt.tz);
         text = row ? json_dumps(row, JSON_COMPACT | WH_JSON_REAL) : NULL;

@@ -777,35 +777,36 @@ void wh_engine_close(wh_engine_t *e)
 
 /* ---- reads ---- */
 
-/* Times inside an event's data are kept in UTC ("…Z"), as the hash is taken
- * (SPEC §6); shown, they take the configured offset like every other time
- * (SPEC §4). Returns a new reference: data itself, or a converted copy. */
-static bool has_times(json_t *data)
+bool wh_event_has_times(json_t *data)
 {
     const char *key;
     json_t *v;
     size_t i;
 
     if (json_is_array(data)) {
-        json_array_foreach(data, i, v) if (has_times(v)) return true;
+        json_array_foreach(data, i, v) if (wh_event_has_times(v)) return true;
         return false;
     }
     json_object_foreach(data, key, v)
     {
         size_t n = strlen(key);
-        if ((json_is_string(v) && n > 3 && strcmp(key + n - 3, "_at") == 0) || has_times(v))
+        if ((json_is_string(v) && n > 3 && strcmp(key + n - 3, "_at") == 0) ||
+            wh_event_has_times(v))
             return true;
     }
     return false;
 }
 
+/* Times inside an event's data are kept in UTC ("…Z"), as the hash is taken
+ * (SPEC §6); shown, they take the configured offset like every other time
+ * (SPEC §4). Returns a new reference: data itself, or a converted copy. */
 static json_t *local_times(json_t *data, const wh_tz_t *tz)
 {
     const char *key;
     json_t *v, *copy;
     size_t i;
 
-    if (!has_times(data))
+    if (!wh_event_has_times(data))
         return json_incref(data); /* most rows: nothing to convert, nothing to copy */
 
     if (json_is_array(data)) {

@@ -119,6 +119,9 @@ int wh_mach_view_build(const wh_workflow_t *wf, const wh_ticket_t *t, wh_mach_vi
 void wh_mach_view_free(wh_mach_view_t *v);
 
 /* SPEC §4's event row with data as a value (borrowed). */
+/* Whether an event's data holds a time shown in local time: a string member
+ * named "…_at", at any depth (wh_event_json_data converts those). */
+bool wh_event_has_times(json_t *data);
 json_t *wh_event_json_data(int64_t seq, int64_t at, const char *event, const char *actor,
                            const char *from, const char *to, const char *note, json_t *data,
                            const char *hash, const wh_tz_t *tz);

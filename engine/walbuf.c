@@ -253,7 +253,7 @@ static int vfs_open(sqlite3_vfs *v, sqlite3_filename name, sqlite3_file *file, i
     if (!(flags & SQLITE_OPEN_WAL))
         return real->xOpen(real, name, file, flags, out_flags);
     memset(w, 0, sizeof(*w));
-    w->real = (sqlite3_file *)((char *)file + WAL_FILE_SIZE);
+    w->real = (sqlite3_file *)(void *)((char *)file + WAL_FILE_SIZE);
     w->page_at = -1;
     rc = real->xOpen(real, name, w->real, flags, out_flags);
     if (rc != SQLITE_OK) {
