@@ -18,6 +18,7 @@
 
 #include "engine/actions.h"
 #include "engine/error.h"
+#include "engine/walbuf.h"
 #include "src/cmd.h"
 #include "src/html.h"
 #include "src/metrics.h"
@@ -1094,6 +1095,15 @@ static void get_metrics(wh_api_t *a, wh_http_req_t *r, const char *org)
                       "Checkpoints that failed (tried again after a later commit).");
     wh_metrics_sample(&m, "whistle_checkpoint_failures_total", NULL,
                       (double)es.checkpoint_failures);
+    wh_walbuf_stats_t ws;
+    wh_walbuf_stats(&ws);
+    wh_metrics_family(&m, "whistle_log_gathered_writes_total", "counter",
+                      "SQLite's writes to the write-ahead log (frame headers and pages) held "
+                      "and written together per commit.");
+    wh_metrics_sample(&m, "whistle_log_gathered_writes_total", NULL, (double)ws.gathered);
+    wh_metrics_family(&m, "whistle_log_writes_total", "counter",
+                      "Writes to the write-ahead log file that carried them.");
+    wh_metrics_sample(&m, "whistle_log_writes_total", NULL, (double)ws.writes);
     if (rc == 0)
         rc = wh_metrics_take(&m, &text, &len);
     wh_metrics_clear(&m);

@@ -197,6 +197,17 @@ static char *raise_ok(void)
     return id;
 }
 
+/* The value of an unlabelled sample. */
+static double value_of(const char *text, const char *name)
+{
+    char prefix[128];
+    const char *p = text;
+    snprintf(prefix, sizeof(prefix), "\n%s ", name);
+    p = strstr(text, prefix);
+    cr_assert_not_null(p, "no sample %s", name);
+    return strtod(p + strlen(prefix), NULL);
+}
+
 static void expect_line(const char *text, const char *line)
 {
     char want[256];
@@ -253,6 +264,11 @@ Test(metrics, scrape_is_valid_and_exact)
     expect_line(r.body, "whistle_commit_batch_size_count 3");
     expect_line(r.body, "whistle_commit_batch_size_sum 3");
     expect_line(r.body, "whistle_commit_duration_seconds_count 3");
+    /* Each commit's frames (a header and a page each) went out together. */
+    double gathered = value_of(r.body, "whistle_log_gathered_writes_total"),
+           writes = value_of(r.body, "whistle_log_writes_total");
+    cr_assert_geq(writes, 3, "one write per commit at least");
+    cr_assert_geq(gathered, 6 * writes, "%.0f gathered in %.0f writes", gathered, writes);
     cr_assert_null(strstr(r.body, a), "a ticket id is a label");
     wh_test_resp_free(&r);
     free(a);
