@@ -96,7 +96,7 @@ static int insert_deadline(wh_engine_t *e, const wh_ticket_t *t, const char *key
                            int kind, const char *ref, int64_t step, bool repeat)
 {
     sqlite3_stmt *st = wh_store_stmt(e->store, WH_STMT_DEADLINE_INSERT);
-    int rc = wh_store_bind(e->store, st, "isiisib", t->rid, key, due, (int64_t)kind, ref, step,
+    int rc = wh_store_bind(e->store, st, "iSiiSib", t->rid, key, due, (int64_t)kind, ref, step,
                            (int)repeat);
     if (rc == 0 && (rc = wh_store_exec(e->store, st)) == 0 &&
         sqlite3_changes(wh_store_db(e->store)) > 0)
@@ -379,7 +379,7 @@ static int append_event(wh_engine_t *e, wh_ticket_t *t, int64_t now, const char 
     if (rc != 0)
         goto out;
     st = wh_store_stmt(e->store, WH_STMT_EVENT_INSERT);
-    rc = wh_store_bind(e->store, st, "iiisssssss", t->rid, seq, now, event, actor, from, to, note,
+    rc = wh_store_bind(e->store, st, "iiiSSSSSSS", t->rid, seq, now, event, actor, from, to, note,
                        text, hash);
     if (rc == 0)
         rc = wh_store_exec(e->store, st);
@@ -448,7 +448,7 @@ static int outbox_insert(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_m
     int rc;
 
     webhook_id(id, sizeof(id), t, i);
-    rc = wh_store_bind(e->store, st, "sisssstt", id, t->rid, org, wh_msg_type_name(type), payload,
+    rc = wh_store_bind(e->store, st, "SiSSSStt", id, t->rid, org, wh_msg_type_name(type), payload,
                        endpoint ? "pending" : "no_endpoint", endpoint ? now : WH_NULL_TIME, now);
     return rc == 0 ? wh_store_exec(e->store, st) : rc;
 }

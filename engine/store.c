@@ -189,9 +189,11 @@ int wh_store_bind(wh_store_t *s, sqlite3_stmt *st, const char *fmt, ...)
     va_start(ap, fmt);
     for (const char *f = fmt; *f != '\0' && rc == SQLITE_OK; f++, i++) {
         switch (*f) {
-        case 's': {
+        case 's':
+        case 'S': {
             const char *v = va_arg(ap, const char *);
-            rc = v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+            rc = v ? sqlite3_bind_text(st, i, v, -1, *f == 'S' ? SQLITE_STATIC : SQLITE_TRANSIENT)
+                   : sqlite3_bind_null(st, i);
             break;
         }
         case 'i':

@@ -145,7 +145,9 @@ typedef enum {
 sqlite3_stmt *wh_store_stmt(wh_store_t *s, wh_stmt_id_t id);
 
 /* Binds args to a statement by a format: 's' text (NULL binds NULL),
- * 'i' int64, 't' int64 where WH_NULL_TIME binds NULL, 'b' bool. */
+ * 'S' text the caller keeps unchanged until the statement is reset (bound
+ * without a copy: for rows written with wh_store_exec right after), 'i'
+ * int64, 't' int64 where WH_NULL_TIME binds NULL, 'b' bool. */
 int wh_store_bind(wh_store_t *s, sqlite3_stmt *st, const char *fmt, ...);
 /* Runs a statement that returns no rows (after binding); resets it. */
 int wh_store_exec(wh_store_t *s, sqlite3_stmt *st);

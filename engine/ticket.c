@@ -225,7 +225,7 @@ int wh_ticket_insert(wh_store_t *s, const wh_ticket_t *t)
     sqlite3_stmt *st = wh_store_stmt(s, WH_STMT_TICKET_INSERT);
     const wh_taudit_t *a = &t->audit;
     clocksum_t k = clock_summary(t);
-    int rc = wh_store_bind(s, st, "ississssssssiitiitisisttiiiiiiiittt", t->rid, t->id, t->workflow,
+    int rc = wh_store_bind(s, st, "iSSiSSSSSSSSiitiitiSiSttiiiiiiiittt", t->rid, t->id, t->workflow,
                            t->version, t->state, t->priority, t->category, t->title, t->description,
                            t->location, t->raiser, t->external_id, t->created_at, t->updated_at,
                            t->closed_at, t->state_since, t->visit, t->due_at, t->escalation_level,
@@ -240,7 +240,7 @@ int wh_ticket_update(wh_store_t *s, const wh_ticket_t *t)
     sqlite3_stmt *st = wh_store_stmt(s, WH_STMT_TICKET_UPDATE);
     const wh_taudit_t *a = &t->audit;
     clocksum_t k = clock_summary(t);
-    int rc = wh_store_bind(s, st, "isitiitisistiiiiiiiittt", t->rid, t->state, t->updated_at,
+    int rc = wh_store_bind(s, st, "iSitiitiSiStiiiiiiiittt", t->rid, t->state, t->updated_at,
                            t->closed_at, t->state_since, t->visit, t->due_at, t->escalation_level,
                            t->counts, t->last_seq, t->last_hash, a->first_exit, a->rating,
                            a->escalations, a->breaches, a->disputed, a->reopened, k.rows, k.stopped,
@@ -261,7 +261,7 @@ int wh_ticket_save_assignees(wh_store_t *s, const wh_ticket_t *t, bool replace)
     for (size_t i = 0; rc == 0 && i < t->nassignees; i++) {
         const wh_tassignee_t *a = &t->assignees[i];
         st = wh_store_stmt(s, WH_STMT_ASSIGNEE_INSERT);
-        rc = wh_store_bind(s, st, "iisbstt", t->rid, (int64_t)i, a->org, (int)a->active,
+        rc = wh_store_bind(s, st, "iiSbStt", t->rid, (int64_t)i, a->org, (int)a->active,
                            a->last_event, a->at, a->reported_at);
         if (rc == 0)
             rc = wh_store_exec(s, st);
@@ -273,7 +273,7 @@ int wh_ticket_save_clock(wh_store_t *s, const wh_ticket_t *t, const wh_tclock_t 
 {
     sqlite3_stmt *st = wh_store_stmt(s, WH_STMT_CLOCK_UPSERT);
     int rc =
-        wh_store_bind(s, st, "isittittt", t->rid, c->name, (int64_t)c->status, c->started_at,
+        wh_store_bind(s, st, "iSittittt", t->rid, c->name, (int64_t)c->status, c->started_at,
                       c->run_since, c->elapsed, c->paused_since, c->due_at, c->original_due_at);
     if (rc == 0)
         rc = wh_store_err(s, sqlite3_bind_int(st, 10, c->breached ? 1 : 0));
