@@ -680,6 +680,25 @@ static const wh_workflow_t *pick_workflow(const wh_engine_t *e, const char *name
 
 /* The raise event's data: what the raiser said, with lat/lon as decimal
  * strings so that no float formatting enters the hash (SPEC §6). */
+/* The shortest decimal that reads back as d: what the raiser most likely
+ * typed (27.24, not 27.239999999999998). Round-tripping is monotonic in
+ * the number of digits, so a binary search over 1-17 finds it; 17 always
+ * round-trips. */
+static void shortest_decimal(double d, char *out, size_t len)
+{
+    int lo = 1, hi = 17;
+
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        snprintf(out, len, "%.*g", mid, d);
+        if (strtod(out, NULL) == d)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    snprintf(out, len, "%.*g", lo, d);
+}
+
 static json_t *raise_data(const wh_op_t *op, const wh_workflow_t *wf, const wh_ticket_t *t)
 {
     json_t *loc = json_null(), *as = json_array();
@@ -692,12 +711,7 @@ static json_t *raise_data(const wh_op_t *op, const wh_workflow_t *wf, const wh_t
         {
             char num[40];
             if (json_is_number(v)) {
-                snprintf(num, sizeof(num), "%.17g", json_number_value(v));
-                for (int prec = 1; prec < 17; prec++) {
-                    snprintf(num, sizeof(num), "%.*g", prec, json_number_value(v));
-                    if (strtod(num, NULL) == json_number_value(v))
-                        break;
-                }
+                shortest_decimal(json_number_value(v), num, sizeof(num));
                 json_object_set_new(loc, key, json_string(num));
             } else {
                 json_object_set(loc, key, v);

@@ -656,6 +656,30 @@ Test(engine, a_version_2_database_is_migrated)
     free(id);
 }
 
+/* Coordinates enter the hashed raise data as the shortest decimal that
+ * reads back as the number given, 17 digits when nothing shorter does. */
+Test(engine, raise_data_keeps_coordinates_as_their_shortest_decimal)
+{
+    json_t *loc = json_pack("{s:s,s:f,s:f}", "address", "新滩镇 3 号楼", "lat", 0.1 + 0.2, "lon",
+                            111.4712345678);
+    wh_raise_req_t req = { .workflow = raise_workflow,
+                           .category = "fire-safety",
+                           .title = "消防通道被占用",
+                           .location = loc };
+    outcome_t o = { 0 };
+    cr_assert_eq(wh_engine_raise(eng, "xintan-street", &req, NULL, NULL, on_result, &o), 0);
+    run(&o);
+    cr_assert_eq(o.status, 201, "%s", o.message);
+    json_t *rows = events_of(json_string_value(json_object_get(o.ticket, "id")));
+    json_t *where = json_object_get(json_object_get(json_array_get(rows, 0), "data"), "location");
+    cr_assert_str_eq(json_string_value(json_object_get(where, "lat")), "0.30000000000000004");
+    cr_assert_str_eq(json_string_value(json_object_get(where, "lon")), "111.4712345678");
+    cr_assert_str_eq(json_string_value(json_object_get(where, "address")), "新滩镇 3 号楼");
+    json_decref(rows);
+    json_decref(o.ticket);
+    json_decref(loc);
+}
+
 Test(engine, leaving_the_state_cancels_its_deadline)
 {
     char *id = raise_ok(NULL, 0);
