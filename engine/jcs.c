@@ -141,7 +141,7 @@ static int cmp_keys(const void *a, const void *b)
     return cmp_utf16(*(const char *const *)a, *(const char *const *)b);
 }
 
-static void put_value(out_t *o, const json_t *v, int depth, bool canonical);
+static void put_value(out_t *o, const json_t *v, int depth);
 
 static void put_object(out_t *o, const json_t *v, int depth)
 {
@@ -162,63 +162,13 @@ static void put_object(out_t *o, const json_t *v, int depth)
             put(o, ",", 1);
         put_string(o, keys[i], strlen(keys[i]));
         put(o, ":", 1);
-        put_value(o, json_object_get(v, keys[i]), depth + 1, true);
+        put_value(o, json_object_get(v, keys[i]), depth + 1);
     }
     put(o, "}", 1);
     free(keys);
 }
 
-/* An object as json_dumps writes it without JSON_SORT_KEYS: members in
- * the order they were set. */
-static void put_members(out_t *o, const json_t *v, int depth)
-{
-    const char *key;
-    json_t *member;
-    bool first = true;
-
-    put(o, "{", 1);
-    json_object_foreach((json_t *)v, key, member)
-    {
-        if (!first)
-            put(o, ",", 1);
-        first = false;
-        put_string(o, key, strlen(key));
-        put(o, ":", 1);
-        put_value(o, member, depth + 1, false);
-    }
-    put(o, "}", 1);
-}
-
-/* A real as jansson writes it with WH_JSON_REAL: 15 significant digits, a
- * ".0" when it would read back as an integer, no '+' or leading zeros in
- * the exponent. */
-static void put_real(out_t *o, double d)
-{
-    char num[48], *e;
-    int n = snprintf(num, sizeof(num), "%.15g", d);
-
-    if (n < 0 || (size_t)n >= sizeof(num) - 2) {
-        o->err = WH_EINVAL;
-        return;
-    }
-    if (strchr(num, '.') == NULL && strchr(num, 'e') == NULL) {
-        memcpy(num + n, ".0", 3);
-        n += 2;
-    }
-    if ((e = strchr(num, 'e')) != NULL) {
-        char *digits = e + 1, *end;
-        if (*digits == '+' || *digits == '-')
-            digits += *digits == '-';
-        end = *digits == '+' ? digits + 1 : digits;
-        while (*end == '0' && end[1] != '\0')
-            end++;
-        memmove(digits, end, strlen(end) + 1);
-        n = (int)strlen(num);
-    }
-    put(o, num, (size_t)n);
-}
-
-static void put_value(out_t *o, const json_t *v, int depth, bool canonical)
+static void put_value(out_t *o, const json_t *v, int depth)
 {
     char num[32];
 
@@ -228,17 +178,14 @@ static void put_value(out_t *o, const json_t *v, int depth, bool canonical)
     }
     switch (json_typeof(v)) {
     case JSON_OBJECT:
-        if (canonical)
-            put_object(o, v, depth);
-        else
-            put_members(o, v, depth);
+        put_object(o, v, depth);
         break;
     case JSON_ARRAY:
         put(o, "[", 1);
         for (size_t i = 0; i < json_array_size(v) && o->err == 0; i++) {
             if (i > 0)
                 put(o, ",", 1);
-            put_value(o, json_array_get(v, i), depth + 1, canonical);
+            put_value(o, json_array_get(v, i), depth + 1);
         }
         put(o, "]", 1);
         break;
@@ -257,13 +204,7 @@ static void put_value(out_t *o, const json_t *v, int depth, bool canonical)
     case JSON_NULL:
         put(o, "null", 4);
         break;
-    case JSON_REAL:
-        if (canonical)
-            o->err = WH_EINVAL; /* see the header */
-        else
-            put_real(o, json_real_value(v));
-        break;
-    default:
+    default: /* JSON_REAL: see the header */
         o->err = WH_EINVAL;
         break;
     }
@@ -273,17 +214,8 @@ int wh_jcs_dump(const json_t *v, char **out, size_t *len)
 {
     out_t o = { 0 };
 
-    put_value(&o, v, 0, true);
+    put_value(&o, v, 0);
     return wh_jcs_finish(&o, out, len);
-}
-
-char *wh_jcs_dump_compact(const json_t *v, size_t *len)
-{
-    out_t o = { 0 };
-    char *text = NULL;
-
-    put_value(&o, v, 0, false);
-    return wh_jcs_finish(&o, &text, len) == 0 ? text : NULL;
 }
 
 static EVP_MD *sha256;
@@ -357,9 +289,11 @@ void wh_jcs_int(wh_jcs_out_t *o, int64_t v)
     put(o, num, (size_t)snprintf(num, sizeof(num), "%lld", (long long)v));
 }
 
-void wh_jcs_value(wh_jcs_out_t *o, const json_t *v)
+void wh_jcs_key(wh_jcs_out_t *o, const char *key, bool first)
 {
-    put_value(o, v, 0, true);
+    put(o, first ? "\"" : ",\"", first ? 1 : 2);
+    put(o, key, strlen(key));
+    put(o, "\":", 2);
 }
 
 int wh_jcs_finish(wh_jcs_out_t *o, char **out, size_t *len)

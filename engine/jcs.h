@@ -9,6 +9,7 @@
 #define WH_JCS_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,14 +21,6 @@
 /* Serializes v canonically into a malloc'd NUL-terminated string (*out,
  * *len). Returns 0, WH_EINVAL (a real number, invalid UTF-8) or WH_ENOMEM. */
 int wh_jcs_dump(const json_t *v, char **out, size_t *len);
-
-/* v as json_dumps(v, JSON_COMPACT | WH_JSON_REAL) writes it (members in
- * the order they were set, reals included), from the same writer: jansson
- * checks UTF-8 a character at a time through a callback, and the ticket's
- * text, made on every change, spent most of its time there. Differs from
- * jansson's only in the case of \u00xx escapes. Malloc'd, its length in
- * *len (may be NULL); NULL on invalid UTF-8 or no memory. */
-char *wh_jcs_dump_compact(const json_t *v, size_t *len);
 
 /* hash = lowercase hex SHA-256(prev_hash_hex || JCS(row)); prev_hash_hex is
  * 64 hex characters (64 zeros before the first row). out needs 65 bytes.
@@ -50,8 +43,9 @@ void wh_jcs_raw(wh_jcs_out_t *o, const char *s, size_t n);
 /* Appends s as a JCS string (UTF-8 checked), or null when s is NULL. */
 void wh_jcs_string(wh_jcs_out_t *o, const char *s);
 void wh_jcs_int(wh_jcs_out_t *o, int64_t v);
-/* Appends v canonically, as wh_jcs_dump writes it. */
-void wh_jcs_value(wh_jcs_out_t *o, const json_t *v);
+/* Appends `"key":`, after a comma unless it is the object's first member.
+ * key is a member name of whistle's own, which needs no escaping. */
+void wh_jcs_key(wh_jcs_out_t *o, const char *key, bool first);
 /* Hands the NUL-terminated text (malloc'd) to *out and its length to *len
  * (may be NULL) and returns 0; or frees it and returns WH_EINVAL (a real
  * number, invalid UTF-8, nothing appended) or WH_ENOMEM. Resets o. */

@@ -544,21 +544,22 @@ char *wh_store_hash_text(int64_t seq, int64_t at, const char *event, const char 
 
     /* The members in JCS order (all ASCII keys, so by byte). */
     wh_time_format(at, 0, true, when);
-    wh_jcs_raw(&o, "{\"actor\":", 9);
+    wh_jcs_raw(&o, "{", 1);
+    wh_jcs_key(&o, "actor", true);
     wh_jcs_string(&o, actor);
-    wh_jcs_raw(&o, ",\"at\":", 6);
+    wh_jcs_key(&o, "at", false);
     wh_jcs_string(&o, when);
-    wh_jcs_raw(&o, ",\"data\":", 8);
+    wh_jcs_key(&o, "data", false);
     wh_jcs_raw(&o, data_canon, strlen(data_canon));
-    wh_jcs_raw(&o, ",\"event\":", 9);
+    wh_jcs_key(&o, "event", false);
     wh_jcs_string(&o, event);
-    wh_jcs_raw(&o, ",\"from\":", 8);
+    wh_jcs_key(&o, "from", false);
     wh_jcs_string(&o, from);
-    wh_jcs_raw(&o, ",\"note\":", 8);
+    wh_jcs_key(&o, "note", false);
     wh_jcs_string(&o, note);
-    wh_jcs_raw(&o, ",\"seq\":", 7);
+    wh_jcs_key(&o, "seq", false);
     wh_jcs_int(&o, seq);
-    wh_jcs_raw(&o, ",\"to\":", 6);
+    wh_jcs_key(&o, "to", false);
     wh_jcs_string(&o, to);
     wh_jcs_raw(&o, "}", 1);
     return wh_jcs_finish(&o, &text, len) == 0 ? text : NULL;

@@ -345,50 +345,39 @@ static json_t *assignees_json(const wh_ticket_t *t, const wh_workflow_t *wf, con
     return arr;
 }
 
-/* The order clocks are shown in: the workflow's (a ticket read back from
- * the database has them by name, one just changed in the order they
- * started), then any the workflow no longer names. order gets t->nclocks
- * indexes; the caller frees it. NULL when out of memory. */
-static size_t *clock_order(const wh_ticket_t *t, const wh_workflow_t *wf)
+/* The index of the k-th clock as shown: in the order the workflow
+ * declares them (a ticket read back from the database has them by name,
+ * one just changed in the order they started), then any the workflow no
+ * longer names. A ticket has a handful of clocks at most. */
+static size_t shown_clock(const wh_ticket_t *t, const wh_workflow_t *wf, size_t k)
 {
-    size_t *order = malloc((t->nclocks ? t->nclocks : 1) * sizeof(*order)), n = 0;
-    bool *taken = calloc(t->nclocks ? t->nclocks : 1, sizeof(*taken));
+    size_t n = 0;
 
-    if (order == NULL || taken == NULL) {
-        free(order);
-        free(taken);
-        return NULL;
-    }
     for (size_t d = 0; wf != NULL && d < wf->nclocks; d++)
         for (size_t i = 0; i < t->nclocks; i++)
-            if (!taken[i] && strcmp(t->clocks[i].name, wf->clocks[d].name) == 0) {
-                taken[i] = true;
-                order[n++] = i;
-            }
+            if (strcmp(t->clocks[i].name, wf->clocks[d].name) == 0 && n++ == k)
+                return i;
     for (size_t i = 0; i < t->nclocks; i++)
-        if (!taken[i])
-            order[n++] = i;
-    free(taken);
-    return order;
+        if ((wf == NULL || wh_workflow_clock(wf, t->clocks[i].name) < 0) && n++ == k)
+            return i;
+    return k; /* not reached: every clock is counted once */
 }
 
 static json_t *clocks_json(const wh_ticket_t *t, const wh_workflow_t *wf, const wh_tz_t *tz,
                            int64_t now)
 {
-    size_t *order = clock_order(t, wf);
-    json_t *arr = order ? json_array() : NULL;
+    json_t *arr = json_array();
     for (size_t k = 0; arr != NULL && k < t->nclocks; k++) {
-        const wh_tclock_t *c = &t->clocks[order[k]];
+        const wh_tclock_t *c = &t->clocks[shown_clock(t, wf, k)];
         json_t *o = json_pack("{s:s,s:o,s:b,s:I,s:b}", "name", c->name, "due_at",
                               wh_time_json(c->due_at, tz), "running", c->status == WH_CLOCK_RUNNING,
                               "elapsed_seconds", (json_int_t)wh_ticket_clock_elapsed(c, now),
                               "breached", c->breached);
         if (o == NULL || json_array_append_new(arr, o) != 0) {
             json_decref(arr);
-            arr = NULL;
+            return NULL;
         }
     }
-    free(order);
     return arr;
 }
 
@@ -444,15 +433,6 @@ static void text_bool(wh_jcs_out_t *o, bool b)
     wh_jcs_raw(o, b ? "true" : "false", b ? 4 : 5);
 }
 
-/* Appends ",\"key\":" (or without the comma for the first member). */
-static void text_key(wh_jcs_out_t *o, const char *key, bool first)
-{
-    if (!first)
-        wh_jcs_raw(o, ",", 1);
-    wh_jcs_string(o, key);
-    wh_jcs_raw(o, ":", 1);
-}
-
 static void text_assignees(wh_jcs_out_t *o, const wh_ticket_t *t, const wh_workflow_t *wf,
                            const wh_tz_t *tz)
 {
@@ -460,15 +440,15 @@ static void text_assignees(wh_jcs_out_t *o, const wh_ticket_t *t, const wh_workf
     for (size_t i = 0; i < t->nassignees; i++) {
         const wh_tassignee_t *a = &t->assignees[i];
         wh_jcs_raw(o, i ? ",{" : "{", i ? 2 : 1);
-        text_key(o, "org", true);
+        wh_jcs_key(o, "org", true);
         wh_jcs_string(o, a->org);
-        text_key(o, "active", false);
+        wh_jcs_key(o, "active", false);
         text_bool(o, a->active);
-        text_key(o, "awaiting", false);
+        wh_jcs_key(o, "awaiting", false);
         text_bool(o, awaiting(t, wf, i));
-        text_key(o, "last_event", false);
+        wh_jcs_key(o, "last_event", false);
         wh_jcs_string(o, a->last_event);
-        text_key(o, "at", false);
+        wh_jcs_key(o, "at", false);
         text_time(o, a->at, tz);
         wh_jcs_raw(o, "}", 1);
     }
@@ -478,30 +458,23 @@ static void text_assignees(wh_jcs_out_t *o, const wh_ticket_t *t, const wh_workf
 static void text_clocks(wh_jcs_out_t *o, const wh_ticket_t *t, const wh_workflow_t *wf,
                         const wh_tz_t *tz, int64_t now)
 {
-    size_t *order = clock_order(t, wf);
-
-    if (order == NULL) {
-        o->err = WH_ENOMEM;
-        return;
-    }
     wh_jcs_raw(o, "[", 1);
     for (size_t i = 0; i < t->nclocks; i++) {
-        const wh_tclock_t *c = &t->clocks[order[i]];
+        const wh_tclock_t *c = &t->clocks[shown_clock(t, wf, i)];
         wh_jcs_raw(o, i ? ",{" : "{", i ? 2 : 1);
-        text_key(o, "name", true);
+        wh_jcs_key(o, "name", true);
         wh_jcs_string(o, c->name);
-        text_key(o, "due_at", false);
+        wh_jcs_key(o, "due_at", false);
         text_time(o, c->due_at, tz);
-        text_key(o, "running", false);
+        wh_jcs_key(o, "running", false);
         text_bool(o, c->status == WH_CLOCK_RUNNING);
-        text_key(o, "elapsed_seconds", false);
+        wh_jcs_key(o, "elapsed_seconds", false);
         wh_jcs_int(o, wh_ticket_clock_elapsed(c, now));
-        text_key(o, "breached", false);
+        wh_jcs_key(o, "breached", false);
         text_bool(o, c->breached);
         wh_jcs_raw(o, "}", 1);
     }
     wh_jcs_raw(o, "]", 1);
-    free(order);
 }
 
 char *wh_ticket_text(const wh_ticket_t *t, const wh_workflow_t *wf, const wh_tz_t *tz, int64_t now)
@@ -510,45 +483,45 @@ char *wh_ticket_text(const wh_ticket_t *t, const wh_workflow_t *wf, const wh_tz_
     char *text = NULL;
 
     wh_jcs_raw(&o, "{", 1);
-    text_key(&o, "id", true);
+    wh_jcs_key(&o, "id", true);
     wh_jcs_string(&o, t->id);
-    text_key(&o, "workflow", false);
+    wh_jcs_key(&o, "workflow", false);
     wh_jcs_string(&o, t->workflow);
-    text_key(&o, "version", false);
+    wh_jcs_key(&o, "version", false);
     wh_jcs_int(&o, t->version);
-    text_key(&o, "state", false);
+    wh_jcs_key(&o, "state", false);
     wh_jcs_string(&o, t->state);
-    text_key(&o, "priority", false);
+    wh_jcs_key(&o, "priority", false);
     wh_jcs_string(&o, t->priority);
-    text_key(&o, "category", false);
+    wh_jcs_key(&o, "category", false);
     wh_jcs_string(&o, t->category);
-    text_key(&o, "title", false);
+    wh_jcs_key(&o, "title", false);
     wh_jcs_string(&o, t->title);
-    text_key(&o, "description", false);
+    wh_jcs_key(&o, "description", false);
     wh_jcs_string(&o, t->description);
     /* Kept as the compact JSON it was given in (store.c writes it so). */
-    text_key(&o, "location", false);
+    wh_jcs_key(&o, "location", false);
     if (t->location != NULL)
         wh_jcs_raw(&o, t->location, strlen(t->location));
     else
         wh_jcs_raw(&o, "null", 4);
-    text_key(&o, "raiser", false);
+    wh_jcs_key(&o, "raiser", false);
     wh_jcs_string(&o, t->raiser);
-    text_key(&o, "assignees", false);
+    wh_jcs_key(&o, "assignees", false);
     text_assignees(&o, t, wf, tz);
-    text_key(&o, "created_at", false);
+    wh_jcs_key(&o, "created_at", false);
     text_time(&o, t->created_at, tz);
-    text_key(&o, "updated_at", false);
+    wh_jcs_key(&o, "updated_at", false);
     text_time(&o, t->updated_at, tz);
-    text_key(&o, "due_at", false);
+    wh_jcs_key(&o, "due_at", false);
     text_time(&o, t->due_at, tz);
-    text_key(&o, "clocks", false);
+    wh_jcs_key(&o, "clocks", false);
     text_clocks(&o, t, wf, tz, now);
-    text_key(&o, "escalation_level", false);
+    wh_jcs_key(&o, "escalation_level", false);
     wh_jcs_int(&o, wh_ticket_escalation_level(t));
-    text_key(&o, "closed_at", false);
+    wh_jcs_key(&o, "closed_at", false);
     text_time(&o, t->closed_at, tz);
-    text_key(&o, "external_id", false);
+    wh_jcs_key(&o, "external_id", false);
     wh_jcs_string(&o, t->external_id);
     wh_jcs_raw(&o, "}", 1);
     return wh_jcs_finish(&o, &text, NULL) == 0 ? text : NULL;
