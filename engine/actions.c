@@ -2,6 +2,7 @@
 #include "engine/actions.h"
 
 #include <inttypes.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -60,28 +61,36 @@ static bool field_ok(const char *s)
     return n > 0 && n <= WH_ACTIONS_FIELD_MAX && strchr(s, '\n') == NULL;
 }
 
-/* token = b64(payload) "." b64(mac) for the payload's bytes. */
-static int sign(const unsigned char *key, const unsigned char *payload, size_t len, char *out,
-                size_t outlen)
+/* token = b64(payload) "." b64(mac) for the payload's bytes. With mac, a
+ * context keyed once (wh_actions_mac_new), the MAC costs a reinit, not
+ * OpenSSL's one-shot HMAC's fetch and key setup (a sixth of the time). */
+static int sign(const unsigned char *key, EVP_MAC_CTX *mac_ctx, const unsigned char *payload,
+                size_t len, char *out, size_t outlen)
 {
     unsigned char mac[MAC_LEN];
     unsigned int maclen = MAC_LEN;
     char tmp[WH_ACTIONS_TOKEN_MAX];
-    size_t n;
+    size_t n, got = 0;
 
-    if (HMAC(EVP_sha256(), key, WH_ACTIONS_KEY_LEN, payload, len, mac, &maclen) == NULL)
+    if (mac_ctx != NULL) {
+        if (EVP_MAC_init(mac_ctx, NULL, 0, NULL) != 1 ||
+            EVP_MAC_update(mac_ctx, payload, len) != 1 ||
+            EVP_MAC_final(mac_ctx, mac, &got, sizeof(mac)) != 1 || got != MAC_LEN)
+            return WH_ENOMEM;
+    } else if (HMAC(EVP_sha256(), key, WH_ACTIONS_KEY_LEN, payload, len, mac, &maclen) == NULL) {
         return WH_ENOMEM;
+    }
     n = b64url_encode(payload, len, tmp);
     tmp[n++] = '.';
-    n += b64url_encode(mac, maclen, tmp + n);
+    n += b64url_encode(mac, MAC_LEN, tmp + n);
     if (n + 1 > outlen)
         return WH_ETOOBIG;
     memcpy(out, tmp, n + 1);
     return 0;
 }
 
-int wh_actions_make(const unsigned char key[WH_ACTIONS_KEY_LEN], const wh_action_t *a, char *out,
-                    size_t outlen)
+static int make(const unsigned char *key, EVP_MAC_CTX *mac_ctx, const wh_action_t *a, char *out,
+                size_t outlen)
 {
     char payload[PAYLOAD_MAX];
     int n;
@@ -92,7 +101,29 @@ int wh_actions_make(const unsigned char key[WH_ACTIONS_KEY_LEN], const wh_action
                  a->expires);
     if (n < 0 || (size_t)n >= sizeof(payload))
         return WH_EINVAL;
-    return sign(key, (const unsigned char *)payload, (size_t)n, out, outlen);
+    return sign(key, mac_ctx, (const unsigned char *)payload, (size_t)n, out, outlen);
+}
+
+int wh_actions_make(const unsigned char key[WH_ACTIONS_KEY_LEN], const wh_action_t *a, char *out,
+                    size_t outlen)
+{
+    return make(key, NULL, a, out, outlen);
+}
+
+EVP_MAC_CTX *wh_actions_mac_new(const unsigned char key[WH_ACTIONS_KEY_LEN])
+{
+    EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = hmac != NULL ? EVP_MAC_CTX_new(hmac) : NULL;
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = { OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                            OSSL_PARAM_construct_end() };
+
+    EVP_MAC_free(hmac); /* the context holds its own reference */
+    if (ctx != NULL && EVP_MAC_init(ctx, key, WH_ACTIONS_KEY_LEN, params) != 1) {
+        EVP_MAC_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
 }
 
 /* Splits a verified payload into its fields. */
@@ -121,8 +152,8 @@ static int parse_payload(char *p, wh_action_t *out)
     return 0;
 }
 
-int wh_actions_check(const unsigned char key[WH_ACTIONS_KEY_LEN], const char *token, int64_t now,
-                     wh_action_t *out)
+static int check(const unsigned char *key, EVP_MAC_CTX *mac_ctx, const char *token, int64_t now,
+                 wh_action_t *out)
 {
     unsigned char payload[PAYLOAD_MAX * 2];
     char expect[WH_ACTIONS_TOKEN_MAX];
@@ -139,13 +170,19 @@ int wh_actions_check(const unsigned char key[WH_ACTIONS_KEY_LEN], const char *to
         return WH_ENOENT;
     /* Making the token again and comparing the whole of it checks the MAC
      * and rejects every other spelling of the same bytes. */
-    if (sign(key, payload, (size_t)n, expect, sizeof(expect)) != 0 || strlen(expect) != len ||
-        CRYPTO_memcmp(expect, token, len) != 0)
+    if (sign(key, mac_ctx, payload, (size_t)n, expect, sizeof(expect)) != 0 ||
+        strlen(expect) != len || CRYPTO_memcmp(expect, token, len) != 0)
         return WH_ENOENT;
     payload[n] = '\0';
     if ((rc = parse_payload((char *)payload, out)) != 0)
         return rc;
     return out->expires <= now ? WH_EFORBIDDEN : 0;
+}
+
+int wh_actions_check(const unsigned char key[WH_ACTIONS_KEY_LEN], const char *token, int64_t now,
+                     wh_action_t *out)
+{
+    return check(key, NULL, token, now, out);
 }
 
 /* ---- the key ---- */
@@ -223,7 +260,7 @@ int wh_actions_load_key(wh_store_t *s, unsigned char key[WH_ACTIONS_KEY_LEN])
 
 int wh_engine_action_check(wh_engine_t *e, const char *token, wh_action_t *out)
 {
-    return wh_actions_check(e->action_key, token, wh_engine_now(e), out);
+    return check(e->action_key, e->action_mac, token, wh_engine_now(e), out);
 }
 
 char *wh_engine_action_url(wh_engine_t *e, const wh_action_t *a)
@@ -231,7 +268,8 @@ char *wh_engine_action_url(wh_engine_t *e, const wh_action_t *a)
     char token[WH_ACTIONS_TOKEN_MAX], *url;
     size_t n;
 
-    if (e->opt.public_url == NULL || wh_actions_make(e->action_key, a, token, sizeof(token)) != 0)
+    if (e->opt.public_url == NULL ||
+        make(e->action_key, e->action_mac, a, token, sizeof(token)) != 0)
         return NULL;
     n = strlen(e->opt.public_url) + sizeof("/v1/actions/") + strlen(token);
     if ((url = malloc(n)) != NULL)

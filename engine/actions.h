@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/evp.h>
+
 #include "engine/engine.h"
 #include "engine/store.h"
 
@@ -35,6 +37,12 @@ typedef struct {
  * small) or WH_ENOMEM. */
 int wh_actions_make(const unsigned char key[WH_ACTIONS_KEY_LEN], const wh_action_t *a, char *out,
                     size_t outlen);
+
+/* An HMAC-SHA256 context keyed with key, for the engine to sign and check
+ * with (wh_engine_action_url, wh_engine_action_check) without setting the
+ * key up each time; NULL when OpenSSL cannot make one. Free it with
+ * EVP_MAC_CTX_free. */
+EVP_MAC_CTX *wh_actions_mac_new(const unsigned char key[WH_ACTIONS_KEY_LEN]);
 
 /* Checks token (signature compared in constant time) and fills *out.
  * Returns 0; WH_ENOENT for anything malformed, altered or signed with another

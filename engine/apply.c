@@ -197,10 +197,11 @@ static int schedule_state(wh_engine_t *e, const wh_workflow_t *wf, wh_ticket_t *
  * logged: the ladder waited, it did not start again. A repeating step that
  * went out does not resume its repeats. */
 static int schedule_clock(wh_engine_t *e, const wh_workflow_t *wf, const wh_ticket_t *t,
-                          const wh_tclock_t *c)
+                          const wh_tclock_t *c, bool fresh)
 {
     int ci = wh_workflow_clock(wf, c->name);
-    int rc = delete_deadlines(e, t, DEADLINE_CLOCK, c->name);
+    /* A clock the ticket did not have before has no rows to take out. */
+    int rc = fresh ? 0 : delete_deadlines(e, t, DEADLINE_CLOCK, c->name);
 
     if (rc != 0 || ci < 0 || c->status != WH_CLOCK_RUNNING)
         return rc;
@@ -260,14 +261,16 @@ static int apply_clocks(wh_engine_t *e, const wh_workflow_t *wf, wh_ticket_t *t,
     for (size_t ci = 0; rc == 0 && ci < wf->nclocks; ci++) {
         const wh_clock_t *def = &wf->clocks[ci];
         wh_tclock_t *c = NULL;
-        bool changed, extended = false, resumed;
+        bool changed, extended = false, resumed, fresh = false;
         for (size_t i = 0; i < t->nclocks && c == NULL; i++)
             if (strcmp(t->clocks[i].name, def->name) == 0)
                 c = &t->clocks[i];
         if (c == NULL && res->clocks[ci] == WH_CLOCK_IDLE)
             continue;
-        if (c == NULL && (rc = wh_ticket_add_clock(t, def->name)) == 0)
+        if (c == NULL && (rc = wh_ticket_add_clock(t, def->name)) == 0) {
             c = &t->clocks[t->nclocks - 1];
+            fresh = true;
+        }
         if (rc != 0)
             break;
         changed = c->status != res->clocks[ci];
@@ -285,7 +288,7 @@ static int apply_clocks(wh_engine_t *e, const wh_workflow_t *wf, wh_ticket_t *t,
         if (changed && c->status == WH_CLOCK_RUNNING && !(resumed && !extended))
             c->level = 0; /* its ladder is re-armed from the new due time */
         if (changed && (rc = wh_ticket_save_clock(e->store, t, c)) == 0)
-            rc = schedule_clock(e, wf, t, c);
+            rc = schedule_clock(e, wf, t, c, fresh);
     }
     return rc;
 }
@@ -362,15 +365,18 @@ static char *event_text(wh_engine_t *e, int64_t seq, int64_t now, const char *ev
  * stolen. The data is serialized once, canonically: that text is the row's
  * `data` column and part of the text hashed. *row gets SPEC §4's row as
  * text for messages (malloc'd) when row is not NULL. */
-static int append_event(wh_engine_t *e, wh_ticket_t *t, int64_t now, const char *event,
-                        const char *actor, const char *from, const char *to, const char *note,
-                        json_t *data, char **row)
+/* Appends an event with data (taken over), or, when data is NULL and
+ * data_text is not, with data already in canonical text (taken over too):
+ * data that holds no time and no rating. */
+static int append_event_text(wh_engine_t *e, wh_ticket_t *t, int64_t now, const char *event,
+                             const char *actor, const char *from, const char *to, const char *note,
+                             json_t *data, char *data_text, char **row)
 {
-    char *text = NULL, *canon = NULL, hash[65];
+    char *text = data_text, *canon = NULL, hash[65];
     int64_t seq = t->last_seq + 1;
     size_t len = 0;
     sqlite3_stmt *st;
-    int rc = data ? wh_jcs_dump(data, &text, NULL) : WH_ENOMEM;
+    int rc = data ? wh_jcs_dump(data, &text, NULL) : text ? 0 : WH_ENOMEM;
 
     if (rc == 0 &&
         (canon = wh_store_hash_text(seq, now, event, actor, from, to, note, text, &len)) == NULL)
@@ -401,6 +407,13 @@ out:
     return rc;
 }
 
+static int append_event(wh_engine_t *e, wh_ticket_t *t, int64_t now, const char *event,
+                        const char *actor, const char *from, const char *to, const char *note,
+                        json_t *data, char **row)
+{
+    return append_event_text(e, t, now, event, actor, from, to, note, data, NULL, row);
+}
+
 /* Message ids are unique by construction — the ticket, the event that made
  * the message, and the recipient's place among its recipients — and sort in
  * the order they were made, so the outbox index grows at its end. */
@@ -412,17 +425,20 @@ static void webhook_id(char *out, size_t len, const wh_ticket_t *t, size_t recip
 #define DEFAULT_ACTION_TTL (7 * 86400)
 #define MAX_ACTIONS        32 /* links per message; a workflow rarely offers more than a few */
 
-/* The links for events org may fire now without `require` (SPEC §4), as
- * {event: url}; an empty object when there are none or no public_url. */
-static json_t *actions_for(wh_engine_t *e, const wh_workflow_t *wf, const wh_mach_view_t *v,
-                           const wh_ticket_t *t, const char *org, int64_t now)
+/* The links for events org may fire now without `require` (SPEC §4): the
+ * message's "actions" member for org as JSON text ({"event":"url",…}),
+ * or NULL when it gets no links (or out of memory: the message then goes
+ * without links, as for an id too long for a token). */
+static char *actions_for(wh_engine_t *e, const wh_workflow_t *wf, const wh_mach_view_t *v,
+                         const wh_ticket_t *t, const char *org, int64_t now)
 {
     int evs[MAX_ACTIONS];
-    json_t *obj = json_object();
-    size_t n;
+    wh_jcs_out_t o = { 0 };
+    char *text = NULL;
+    size_t n, links = 0;
 
-    if (obj == NULL || wf == NULL || v == NULL || e->opt.public_url == NULL)
-        return obj;
+    if (wf == NULL || v == NULL || e->opt.public_url == NULL)
+        return NULL;
     n = wh_mach_allowed_events(wf, e->opt.dir, &v->t, org, true, evs, MAX_ACTIONS);
     for (size_t i = 0; i < n && i < MAX_ACTIONS; i++) {
         wh_action_t a = { .expires = now + (e->opt.action_ttl_s > 0 ? e->opt.action_ttl_s
@@ -433,10 +449,16 @@ static json_t *actions_for(wh_engine_t *e, const wh_workflow_t *wf, const wh_mac
         snprintf(a.event, sizeof(a.event), "%s", wf->events[evs[i]].name);
         if ((url = wh_engine_action_url(e, &a)) == NULL)
             continue; /* an id too long for a token: the message goes without this link */
-        json_object_set_new(obj, a.event, json_string(url));
+        wh_jcs_raw(&o, links++ == 0 ? "{" : ",", 1);
+        wh_jcs_string(&o, a.event);
+        wh_jcs_raw(&o, ":", 1);
+        wh_jcs_string(&o, url);
         free(url);
     }
-    return obj;
+    if (links == 0)
+        return NULL;
+    wh_jcs_raw(&o, "}", 1);
+    return wh_jcs_finish(&o, &text, NULL) == 0 ? text : NULL;
 }
 
 static int outbox_insert(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_msg_type_t type,
@@ -523,17 +545,14 @@ static int enqueue(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_msg_typ
         wh_mach_view_build(wf, t, &view) == 0)
         v = &view;
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        json_t *acts = v ? actions_for(e, wf, v, t, orgs[i], now) : NULL;
-        char *at = NULL, *own = NULL;
-        if (acts != NULL && json_object_size(acts) > 0) {
-            if ((at = json_dumps(acts, flags)) == NULL ||
-                (own = message_text(type, stamp, ticket_text, et, xt, at)) == NULL)
+        char *at = v ? actions_for(e, wf, v, t, orgs[i], now) : NULL, *own = NULL;
+        if (at != NULL) {
+            if ((own = message_text(type, stamp, ticket_text, et, xt, at)) == NULL)
                 rc = WH_ENOMEM;
         } else if (common == NULL &&
                    (common = message_text(type, stamp, ticket_text, et, xt, "{}")) == NULL) {
             rc = WH_ENOMEM;
         }
-        json_decref(acts);
         if (rc == 0)
             rc = outbox_insert(e, t, now, type, orgs[i], i, own ? own : common);
         free(at);
@@ -689,6 +708,14 @@ static void shortest_decimal(double d, char *out, size_t len)
 {
     int lo = 1, hi = 17;
 
+    /* A value that came from a decimal of at most 15 significant digits
+     * (DBL_DIG), as coordinates do, rounds back to that decimal at 15
+     * digits, and %g drops the zeros that pad it: the shortest, found with
+     * one conversion. Longer ones are searched for by halves. */
+    snprintf(out, len, "%.15g", d);
+    if (strtod(out, NULL) == d)
+        return;
+    lo = 16;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
         snprintf(out, len, "%.*g", mid, d);
@@ -725,6 +752,89 @@ static json_t *raise_data(const wh_op_t *op, const wh_workflow_t *wf, const wh_t
                      (json_int_t)wf->version, "category", op->category, "title", op->title,
                      "description", op->description, "priority", t->priority, "location", loc,
                      "assignees", as, "external_id", op->external_id);
+}
+
+static int key_order(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* raise_data's canonical text (wh_jcs_dump of it), written straight from the
+ * change: members in JCS order. NULL when the location has a key beyond
+ * ASCII or more than a few (where byte order and JCS's UTF-16 order could
+ * part, raise_data is used instead), or out of memory. */
+static char *raise_text(const wh_op_t *op, const wh_workflow_t *wf, const wh_ticket_t *t)
+{
+    const char *keys[8], *key;
+    size_t nkeys = 0;
+    wh_jcs_out_t o = { 0 };
+    char *text = NULL;
+    json_t *v;
+
+    if (op->location != NULL) {
+        json_object_foreach(op->location, key, v)
+        {
+            if (nkeys == sizeof(keys) / sizeof(keys[0]))
+                return NULL;
+            for (const char *c = key; *c != '\0'; c++)
+                if ((unsigned char)*c >= 0x80)
+                    return NULL;
+            keys[nkeys++] = key;
+        }
+        qsort(keys, nkeys, sizeof(keys[0]), key_order);
+    }
+    wh_jcs_raw(&o, "{", 1);
+    wh_jcs_key(&o, "assignees", true);
+    wh_jcs_raw(&o, "[", 1);
+    for (size_t i = 0; i < t->nassignees; i++) {
+        if (i > 0)
+            wh_jcs_raw(&o, ",", 1);
+        wh_jcs_string(&o, t->assignees[i].org);
+    }
+    wh_jcs_raw(&o, "]", 1);
+    wh_jcs_key(&o, "category", false);
+    wh_jcs_string(&o, op->category);
+    wh_jcs_key(&o, "description", false);
+    wh_jcs_string(&o, op->description);
+    wh_jcs_key(&o, "external_id", false);
+    wh_jcs_string(&o, op->external_id);
+    wh_jcs_key(&o, "location", false);
+    if (op->location == NULL)
+        wh_jcs_raw(&o, "null", 4);
+    else
+        wh_jcs_raw(&o, "{", 1);
+    for (size_t i = 0; op->location != NULL && i < nkeys; i++) {
+        char num[40], *member = NULL;
+        size_t len = 0;
+        if (i > 0)
+            wh_jcs_raw(&o, ",", 1);
+        wh_jcs_string(&o, keys[i]);
+        wh_jcs_raw(&o, ":", 1);
+        v = json_object_get(op->location, keys[i]);
+        if (json_is_number(v)) {
+            shortest_decimal(json_number_value(v), num, sizeof(num));
+            wh_jcs_string(&o, num);
+        } else if (json_is_string(v)) {
+            wh_jcs_string(&o, json_string_value(v));
+        } else if (wh_jcs_dump(v, &member, &len) == 0) {
+            wh_jcs_raw(&o, member, len);
+            free(member);
+        } else {
+            o.err = WH_EINVAL;
+        }
+    }
+    if (op->location != NULL)
+        wh_jcs_raw(&o, "}", 1);
+    wh_jcs_key(&o, "priority", false);
+    wh_jcs_string(&o, t->priority);
+    wh_jcs_key(&o, "title", false);
+    wh_jcs_string(&o, op->title);
+    wh_jcs_key(&o, "version", false);
+    wh_jcs_int(&o, wf->version);
+    wh_jcs_key(&o, "workflow", false);
+    wh_jcs_string(&o, wf->name);
+    wh_jcs_raw(&o, "}", 1);
+    return wh_jcs_finish(&o, &text, NULL) == 0 ? text : NULL;
 }
 
 static int check_raise(wh_engine_t *e, wh_op_t *op, const wh_workflow_t **wf, int *prio)
@@ -822,16 +932,18 @@ static int make_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, int
 static int write_new_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, wh_ticket_t *t,
                             const wh_mach_result_t *res, int64_t now)
 {
-    char *row = NULL;
+    char *row = NULL, *data_text = NULL;
     int rc;
 
     if ((rc = schedule_state(e, wf, t, res->to, now)) != 0)
         goto out;
     t->audit = (wh_taudit_t){ .report_due = t->due_at, .first_exit = WH_NULL_TIME };
     /* The clocks start first: the ticket row keeps their summary. */
-    if ((rc = apply_clocks(e, wf, t, res, now)) != 0 ||
-        (rc = append_event(e, t, now, "raise", op->org, NULL, t->state, NULL, raise_data(op, wf, t),
-                           &row)) != 0 ||
+    if ((rc = apply_clocks(e, wf, t, res, now)) != 0)
+        goto out;
+    data_text = raise_text(op, wf, t);
+    if ((rc = append_event_text(e, t, now, "raise", op->org, NULL, t->state, NULL,
+                                data_text ? NULL : raise_data(op, wf, t), data_text, &row)) != 0 ||
         (rc = wh_ticket_insert(e->store, t)) != 0 ||
         (rc = wh_ticket_save_assignees(e->store, t, false)) != 0)
         goto out;
@@ -1450,7 +1562,7 @@ static int recalendar_ticket(wh_engine_t *e, const char *name, const wh_calendar
         c->due_at = due;
         *moved = true;
         if ((rc = wh_ticket_save_clock(e->store, &t, c)) != 0 ||
-            (rc = schedule_clock(e, wf, &t, c)) != 0)
+            (rc = schedule_clock(e, wf, &t, c, false)) != 0)
             goto out;
     }
     if (*moved)

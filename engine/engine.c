@@ -283,6 +283,8 @@ int wh_engine_open(const wh_engine_options_t *opt, wh_engine_t **out, char *err,
         rc = load_last_rid(e);
     if (rc == 0)
         rc = wh_actions_load_key(e->store, e->action_key);
+    if (rc == 0)
+        e->action_mac = wh_actions_mac_new(e->action_key);
     if (rc == 0 && opt->durability_full)
         rc = defer_sync(e);
     if (rc == 0)
@@ -293,6 +295,7 @@ int wh_engine_open(const wh_engine_options_t *opt, wh_engine_t **out, char *err,
         wh_store_close(e->store);
         if (e->wal_fd >= 0)
             close(e->wal_fd);
+        EVP_MAC_CTX_free(e->action_mac);
         free(e);
         return rc;
     }
@@ -415,8 +418,7 @@ int wh_engine_raise(wh_engine_t *e, const char *org, const wh_raise_req_t *req,
         op->description = copy(req->description, &oom);
         op->priority = copy(req->priority, &oom);
         op->external_id = copy(req->external_id, &oom);
-        if (req->location != NULL && (op->location = json_deep_copy(req->location)) == NULL)
-            oom = true;
+        op->location = json_incref(req->location);
     }
     if (oom) {
         if (op != NULL)
@@ -769,6 +771,8 @@ void wh_engine_close(wh_engine_t *e)
     wh_outbox_close(e);
     wh_store_close(e->store);
     e->store = NULL;
+    EVP_MAC_CTX_free(e->action_mac);
+    e->action_mac = NULL;
     if (e->timer.data == e)
         wh_sched_close(e, close_cb);
     uv_close((uv_handle_t *)&e->check, close_cb);

@@ -57,7 +57,9 @@ typedef struct {
     const char *title;
     const char *description; /* NULL when absent */
     const char *priority;    /* NULL: the default */
-    const json_t *location;  /* NULL or an object {address, grid, lat, lon} */
+    /* NULL or an object {address, grid, lat, lon}. The engine holds a
+     * reference to it (no copy) until the change is done: leave it as it is. */
+    json_t *location;
     const char *const *assignees;
     size_t nassignees;
     bool has_assignees;

@@ -3,6 +3,8 @@
 #ifndef WH_ENGINE_INT_H
 #define WH_ENGINE_INT_H
 
+#include <openssl/evp.h>
+
 #include "engine/engine.h"
 #include "engine/heap.h"
 #include "engine/store.h"
@@ -71,6 +73,7 @@ struct wh_engine_s {
     int64_t outbox_durable, outbox_committed, sync_outbox;
     struct wh_outbox_s *outbox;   /* engine/outbox.c; NULL without a notifier */
     unsigned char action_key[32]; /* signs action links (engine/actions.c) */
+    EVP_MAC_CTX *action_mac;      /* keyed with it once; NULL: one-shot HMAC */
     wh_engine_stats_t stats;      /* GET /metrics (engine/engine.c) */
 };
 

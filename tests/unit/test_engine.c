@@ -9,6 +9,7 @@
 #include "engine/calendar.h"
 #include "engine/engine.h"
 #include "engine/error.h"
+#include "engine/jcs.h"
 #include "engine/store.h"
 #include "engine/workflow.h"
 #include "src/config.h"
@@ -656,12 +657,10 @@ Test(engine, a_version_2_database_is_migrated)
     free(id);
 }
 
-/* Coordinates enter the hashed raise data as the shortest decimal that
- * reads back as the number given, 17 digits when nothing shorter does. */
-Test(engine, raise_data_keeps_coordinates_as_their_shortest_decimal)
+/* Raises a ticket with location loc and returns its raise event's stored
+ * location (a new reference). */
+static json_t *raised_location(json_t *loc)
 {
-    json_t *loc = json_pack("{s:s,s:f,s:f}", "address", "新滩镇 3 号楼", "lat", 0.1 + 0.2, "lon",
-                            111.4712345678);
     wh_raise_req_t req = { .workflow = raise_workflow,
                            .category = "fire-safety",
                            .title = "消防通道被占用",
@@ -672,12 +671,112 @@ Test(engine, raise_data_keeps_coordinates_as_their_shortest_decimal)
     cr_assert_eq(o.status, 201, "%s", o.message);
     json_t *rows = events_of(json_string_value(json_object_get(o.ticket, "id")));
     json_t *where = json_object_get(json_object_get(json_array_get(rows, 0), "data"), "location");
+    json_incref(where);
+    json_decref(rows);
+    json_decref(o.ticket);
+    return where;
+}
+
+/* Coordinates enter the hashed raise data as the shortest decimal that
+ * reads back as the number given, 17 digits when nothing shorter does. */
+Test(engine, raise_data_keeps_coordinates_as_their_shortest_decimal)
+{
+    json_t *loc = json_pack("{s:s,s:f,s:f}", "address", "新滩镇 3 号楼", "lat", 0.1 + 0.2, "lon",
+                            111.4712345678);
+    json_t *where = raised_location(loc);
     cr_assert_str_eq(json_string_value(json_object_get(where, "lat")), "0.30000000000000004");
     cr_assert_str_eq(json_string_value(json_object_get(where, "lon")), "111.4712345678");
     cr_assert_str_eq(json_string_value(json_object_get(where, "address")), "新滩镇 3 号楼");
-    json_decref(rows);
-    json_decref(o.ticket);
+    json_decref(where);
     json_decref(loc);
+}
+
+/* Shorter ones are found in one conversion: no padding, no exponent for a
+ * whole number of degrees, and 16 digits when 15 do not read back. */
+Test(engine, raise_data_writes_short_coordinates_as_they_are_usually_written)
+{
+    const struct {
+        double lat, lon;
+        const char *lat_text, *lon_text;
+    } cases[] = {
+        { 27.24, 111.47, "27.24", "111.47" },
+        { 30.0, 120.0, "30", "120" },
+        { 0.1, -0.000001, "0.1", "-1e-06" },
+        { 39.90419989999999, 116.40739630000001, "39.90419989999999", "116.40739630000002" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *loc = json_pack("{s:f,s:f}", "lat", cases[i].lat, "lon", cases[i].lon);
+        json_t *where = raised_location(loc);
+        cr_assert_str_eq(json_string_value(json_object_get(where, "lat")), cases[i].lat_text);
+        cr_assert_str_eq(json_string_value(json_object_get(where, "lon")), cases[i].lon_text);
+        cr_assert_eq(strtod(cases[i].lon_text, NULL), cases[i].lon);
+        json_decref(where);
+        json_decref(loc);
+    }
+}
+
+/* The raise's data is written as canonical text straight from the request:
+ * it must be exactly what JCS makes of the stored value, for every shape a
+ * request takes (absent members, escapes, keys out of order, a key beyond
+ * ASCII, which takes the JSON path). */
+static char *raise_data_text(json_t *loc, const char *description, const char *external_id,
+                             const char *const *assignees, size_t n)
+{
+    wh_raise_req_t req = { .workflow = raise_workflow,
+                           .category = "fire-safety",
+                           .title = "消防通道\"被\"占用\\\n\x01",
+                           .description = description,
+                           .external_id = external_id,
+                           .assignees = assignees,
+                           .nassignees = n,
+                           .has_assignees = assignees != NULL,
+                           .location = loc };
+    outcome_t o = { 0 };
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    char *text = NULL;
+    cr_assert_eq(wh_engine_raise(eng, "xintan-street", &req, NULL, NULL, on_result, &o), 0);
+    run(&o);
+    cr_assert_eq(o.status, 201, "%s", o.message);
+    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT data FROM events JOIN tickets ON tickets.rid = "
+                                    "events.ticket WHERE tickets.id = ?1 AND seq = 1",
+                                    -1, &st, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_bind_text(st, 1, json_string_value(json_object_get(o.ticket, "id")), -1,
+                      SQLITE_TRANSIENT);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    text = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    json_decref(o.ticket);
+    return text;
+}
+
+Test(engine, raise_data_is_stored_in_canonical_form)
+{
+    const char *const two[] = { "fire-brigade", "housing-bureau" };
+    json_t *locs[] = {
+        NULL,
+        json_pack("{s:f,s:s,s:f,s:s}", "lon", 111.47, "grid", "G-12", "lat", 27.24, "address",
+                  "新滩镇 3 号楼 \"东\""),
+        json_pack("{s:s}", "address", "only an address"),
+        json_pack("{s:s,s:f}", "地址", "新滩镇", "lat", 27.5),
+    };
+    for (size_t i = 0; i < sizeof(locs) / sizeof(locs[0]); i++) {
+        char *text = raise_data_text(locs[i], i % 2 ? NULL : "3 号楼\t消防通道",
+                                     i == 2 ? "ext-1" : NULL, i == 1 ? two : NULL, i == 1 ? 2 : 0);
+        json_t *v = json_loads(text, 0, NULL);
+        char *canon = NULL;
+        cr_assert_not_null(v, "%s", text);
+        cr_assert_eq(wh_jcs_dump(v, &canon, NULL), 0);
+        cr_assert_str_eq(text, canon);
+        json_decref(v);
+        free(canon);
+        free(text);
+        json_decref(locs[i]);
+    }
 }
 
 Test(engine, leaving_the_state_cancels_its_deadline)
