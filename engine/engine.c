@@ -654,7 +654,7 @@ static void run_batch(wh_engine_t *e)
 {
     wh_op_t *batch = e->head, *next;
     int64_t now = wh_engine_now(e);
-    int64_t first_rid = e->last_rid;
+    int64_t first_rid = e->last_rid, outbox_last = 0;
     bool sound = true;
     int rc;
 
@@ -684,13 +684,17 @@ static void run_batch(wh_engine_t *e)
     }
     if (rc == 0 && now >= e->next_prune)
         prune(e, now);
+    /* Read inside the transaction: after COMMIT it would take a read
+     * transaction (and its locks) of its own. */
+    if (rc == 0 && e->defer_sync)
+        outbox_last = outbox_max_id(e);
     if (rc == 0)
         rc = wh_store_commit(e->store);
     if (rc == 0) {
         wh_hist_observe(&e->stats.batch_size, (double)nops);
         wh_hist_observe(&e->stats.commit_seconds, (double)(uv_hrtime() - start) / 1e9);
         if (e->defer_sync)
-            e->outbox_committed = outbox_max_id(e);
+            e->outbox_committed = outbox_last;
     }
     if (rc != 0) {
         wh_store_rollback(e->store);
