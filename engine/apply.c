@@ -473,7 +473,11 @@ static int outbox_insert(wh_engine_t *e, const wh_ticket_t *t, int64_t now, wh_m
     webhook_id(id, sizeof(id), t, i);
     rc = wh_store_bind(e->store, st, "SiSSSStt", id, t->rid, org, wh_msg_type_name(type), payload,
                        endpoint ? "pending" : "no_endpoint", endpoint ? now : WH_NULL_TIME, now);
-    return rc == 0 ? wh_store_exec(e->store, st) : rc;
+    if (rc == 0)
+        rc = wh_store_exec(e->store, st);
+    if (rc == 0 && endpoint)
+        e->outbox_pending_max = sqlite3_last_insert_rowid(wh_store_db(e->store));
+    return rc;
 }
 
 /* Appends n bytes to a buffer sized by the caller. */

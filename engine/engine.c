@@ -618,7 +618,10 @@ static void sync_done(uv_work_t *w, int status)
         else
             e->outbox_durable = e->sync_outbox;
         answer_synced(group, rc);
-        wh_outbox_kick(e);
+        if (e->outbox_pending_max > e->outbox_kicked) {
+            e->outbox_kicked = e->outbox_durable;
+            wh_outbox_kick(e);
+        }
         start_sync(e);
     }
     /* The engine stays allocated while a sync is in flight. */

@@ -71,6 +71,10 @@ struct wh_engine_s {
     /* Outbox rows up to outbox_durable are on disk and may be sent;
      * outbox_committed is the last row the latest commit left. */
     int64_t outbox_durable, outbox_committed, sync_outbox;
+    /* The last row written as pending (to be sent), and outbox_durable when
+     * the notifier was last woken after a sync: a sync that makes no new
+     * pending row durable does not wake it. */
+    int64_t outbox_pending_max, outbox_kicked;
     struct wh_outbox_s *outbox;   /* engine/outbox.c; NULL without a notifier */
     unsigned char action_key[32]; /* signs action links (engine/actions.c) */
     EVP_MAC_CTX *action_mac;      /* keyed with it once; NULL: one-shot HMAC */
