@@ -362,12 +362,11 @@ static char *event_text(wh_engine_t *e, int64_t seq, int64_t now, const char *ev
 }
 
 /* Appends the ticket's next event row, chained to the previous one. data is
- * stolen. The data is serialized once, canonically: that text is the row's
- * `data` column and part of the text hashed. *row gets SPEC §4's row as
- * text for messages (malloc'd) when row is not NULL. */
-/* Appends an event with data (taken over), or, when data is NULL and
- * data_text is not, with data already in canonical text (taken over too):
- * data that holds no time and no rating. */
+ * stolen; or, when data is NULL, data_text is: the data already in
+ * canonical text, for data that holds no time and no rating. The data is
+ * serialized once, canonically: that text is the row's `data` column and
+ * part of the text hashed. *row gets SPEC §4's row as text for messages
+ * (malloc'd) when row is not NULL. */
 static int append_event_text(wh_engine_t *e, wh_ticket_t *t, int64_t now, const char *event,
                              const char *actor, const char *from, const char *to, const char *note,
                              json_t *data, char *data_text, char **row)
@@ -702,35 +701,23 @@ static const wh_workflow_t *pick_workflow(const wh_engine_t *e, const char *name
     return *several ? NULL : best;
 }
 
-/* The raise event's data: what the raiser said, with lat/lon as decimal
- * strings so that no float formatting enters the hash (SPEC §6). */
 /* The shortest decimal that reads back as d: what the raiser most likely
- * typed (27.24, not 27.239999999999998). Round-tripping is monotonic in
- * the number of digits, so a binary search over 1-17 finds it; 17 always
- * round-trips. */
+ * typed (27.24, not 27.239999999999998). A normal double that came from a decimal
+ * of at most 15 significant digits (DBL_DIG), as coordinates do, rounds
+ * back to it at 15 digits, and %g drops the zeros that pad it: one
+ * conversion. Otherwise 16 digits, or 17, which always read back. */
 static void shortest_decimal(double d, char *out, size_t len)
 {
-    int lo = 1, hi = 17;
-
-    /* A value that came from a decimal of at most 15 significant digits
-     * (DBL_DIG), as coordinates do, rounds back to that decimal at 15
-     * digits, and %g drops the zeros that pad it: the shortest, found with
-     * one conversion. Longer ones are searched for by halves. */
-    snprintf(out, len, "%.15g", d);
-    if (strtod(out, NULL) == d)
-        return;
-    lo = 16;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        snprintf(out, len, "%.*g", mid, d);
+    for (int digits = 15; digits < 17; digits++) {
+        snprintf(out, len, "%.*g", digits, d);
         if (strtod(out, NULL) == d)
-            hi = mid;
-        else
-            lo = mid + 1;
+            return;
     }
-    snprintf(out, len, "%.*g", lo, d);
+    snprintf(out, len, "%.17g", d);
 }
 
+/* The raise event's data: what the raiser said, with lat/lon as decimal
+ * strings so that no float formatting enters the hash (SPEC §6). */
 static json_t *raise_data(const wh_op_t *op, const wh_workflow_t *wf, const wh_ticket_t *t)
 {
     json_t *loc = json_null(), *as = json_array();
