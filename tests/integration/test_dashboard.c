@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,6 +317,23 @@ static long run_int(const char *script)
     return n;
 }
 
+/* Polls script (a function body) every 50 ms, for up to 10 s, until it
+ * returns true: a click that submits a form can return before the browser
+ * has begun the navigation it causes, so what the test reads next must wait
+ * for the page it expects. */
+static void wait_for(const char *script)
+{
+    for (int i = 0; i < 200; i++) {
+        json_t *v = run(script);
+        bool done = json_is_true(v);
+        json_decref(v);
+        if (done)
+            return;
+        usleep(50 * 1000);
+    }
+    cr_assert_fail("waited 10 s for: %s", script);
+}
+
 /* The whistle_token cookie the browser holds, or NULL. */
 static json_t *browser_cookie(void)
 {
@@ -603,6 +621,7 @@ Test(dashboard, in_a_browser)
     /* A department's token is refused, and no cookie is set. */
     type_into("#token", "tok-fire");
     click("#signin button[type=submit]");
+    wait_for("return document.getElementById('signin-error') !== null;");
     char *msg = run_str("return document.getElementById('signin-error').textContent;");
     cr_assert_not_null(strstr(msg, "not a supervisor"), "%s", msg);
     free(msg);
@@ -612,6 +631,7 @@ Test(dashboard, in_a_browser)
      * the dashboard. */
     type_into("#token", "tok-super");
     click("#signin button[type=submit]");
+    wait_for("return document.getElementById('scorecards') !== null;");
     json_t *c = browser_cookie();
     cr_assert_not_null(c, "no whistle_token cookie");
     cr_assert(json_is_true(json_object_get(c, "httpOnly")));
@@ -630,11 +650,13 @@ Test(dashboard, in_a_browser)
 
     /* Following it shows the ticket's timeline. */
     click("#overdue a");
+    wait_for("return document.getElementById('events') !== null;");
     check_timeline();
     screenshot("dashboard-ticket.png");
 
     /* Signing out: the cookie is gone and / is the sign-in page again. */
     click("header form button");
+    wait_for("return document.querySelectorAll('form#signin').length === 1;");
     cr_assert_null(browser_cookie());
     cr_assert_eq(run_int("return document.querySelectorAll('form#signin').length;"), 1);
 }
