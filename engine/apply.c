@@ -750,30 +750,110 @@ static int key_order(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* raise_data's canonical text (wh_jcs_dump of it), written straight from the
- * change: members in JCS order. NULL when the location has a key beyond
- * ASCII or more than a few (where byte order and JCS's UTF-16 order could
- * part, raise_data is used instead), or out of memory. */
-static char *raise_text(const wh_op_t *op, const wh_workflow_t *wf, const wh_ticket_t *t)
+/* A raise's location taken apart once for the two texts made of it: the
+ * ticket's location column and the raise event's data. */
+typedef struct {
+    const char *keys[8]; /* in byte order, which is JCS's for ASCII keys */
+    char nums[8][40];    /* keys[i]'s number as its shortest decimal; "" when not a number */
+    size_t n;
+    bool plain; /* ASCII keys, at most 8, string or number values (as decoded requests have) */
+} loc_parts_t;
+
+static void loc_parts(const json_t *loc, loc_parts_t *p)
 {
-    const char *keys[8], *key;
-    size_t nkeys = 0;
-    wh_jcs_out_t o = { 0 };
-    char *text = NULL;
+    const char *key;
     json_t *v;
 
-    if (op->location != NULL) {
-        json_object_foreach(op->location, key, v)
-        {
-            if (nkeys == sizeof(keys) / sizeof(keys[0]))
-                return NULL;
-            for (const char *c = key; *c != '\0'; c++)
-                if ((unsigned char)*c >= 0x80)
-                    return NULL;
-            keys[nkeys++] = key;
+    p->n = 0;
+    p->plain = loc != NULL;
+    if (loc == NULL)
+        return;
+    json_object_foreach((json_t *)loc, key, v)
+    {
+        if (p->n == sizeof(p->keys) / sizeof(p->keys[0]) ||
+            !(json_is_string(v) || json_is_number(v))) {
+            p->plain = false;
+            return;
         }
-        qsort(keys, nkeys, sizeof(keys[0]), key_order);
+        for (const char *c = key; *c != '\0'; c++)
+            if ((unsigned char)*c >= 0x80) {
+                p->plain = false;
+                return;
+            }
+        p->keys[p->n++] = key;
     }
+    qsort(p->keys, p->n, sizeof(p->keys[0]), key_order);
+    for (size_t i = 0; i < p->n; i++) {
+        v = json_object_get(loc, p->keys[i]);
+        p->nums[i][0] = '\0';
+        if (json_is_number(v))
+            shortest_decimal(json_number_value(v), p->nums[i], sizeof(p->nums[i]));
+    }
+}
+
+/* Writes the location's members in key order: numbers as JSON numbers for
+ * the ticket's column, or as decimal strings for the event's data. */
+static void put_location(wh_jcs_out_t *o, const json_t *loc, const loc_parts_t *p,
+                         bool numbers_quoted)
+{
+    wh_jcs_raw(o, "{", 1);
+    for (size_t i = 0; i < p->n; i++) {
+        if (i > 0)
+            wh_jcs_raw(o, ",", 1);
+        wh_jcs_string(o, p->keys[i]);
+        wh_jcs_raw(o, ":", 1);
+        const json_t *v = json_object_get(loc, p->keys[i]);
+        if (p->nums[i][0] == '\0')
+            wh_jcs_string(o, json_string_value(v));
+        else if (numbers_quoted)
+            wh_jcs_string(o, p->nums[i]);
+        else if (json_is_integer(v))
+            wh_jcs_int(o, json_integer_value(v));
+        else {
+            /* A real stays a real when read back, as jansson writes it. */
+            wh_jcs_raw(o, p->nums[i], strlen(p->nums[i]));
+            if (strpbrk(p->nums[i], ".e") == NULL)
+                wh_jcs_raw(o, ".0", 2);
+        }
+    }
+    wh_jcs_raw(o, "}", 1);
+}
+
+/* The ticket's location column: the location with its keys sorted and its
+ * numbers as their shortest decimals (a whole real with ".0", an integer as
+ * it is). NULL for no location, and in *err
+ * WH_ENOMEM when out of memory. */
+static char *location_text(const json_t *loc, const loc_parts_t *p, int *err)
+{
+    wh_jcs_out_t o = { 0 };
+    char *text = NULL;
+
+    *err = 0;
+    if (loc == NULL)
+        return NULL;
+    if (!p->plain)
+        text = json_dumps(loc, JSON_COMPACT | JSON_SORT_KEYS | WH_JSON_REAL);
+    else {
+        put_location(&o, loc, p, false);
+        wh_jcs_finish(&o, &text, NULL);
+    }
+    if (text == NULL)
+        *err = WH_ENOMEM;
+    return text;
+}
+
+/* raise_data's canonical text (wh_jcs_dump of it), written straight from the
+ * change: members in JCS order. NULL when the location is not plain (a key
+ * beyond ASCII, where byte order and JCS's UTF-16 order could part, or
+ * another kind of value: raise_data is used instead), or out of memory. */
+static char *raise_text(const wh_op_t *op, const wh_workflow_t *wf, const wh_ticket_t *t,
+                        const loc_parts_t *loc)
+{
+    wh_jcs_out_t o = { 0 };
+    char *text = NULL;
+
+    if (op->location != NULL && !loc->plain)
+        return NULL;
     wh_jcs_raw(&o, "{", 1);
     wh_jcs_key(&o, "assignees", true);
     wh_jcs_raw(&o, "[", 1);
@@ -793,29 +873,7 @@ static char *raise_text(const wh_op_t *op, const wh_workflow_t *wf, const wh_tic
     if (op->location == NULL)
         wh_jcs_raw(&o, "null", 4);
     else
-        wh_jcs_raw(&o, "{", 1);
-    for (size_t i = 0; op->location != NULL && i < nkeys; i++) {
-        char num[40], *member = NULL;
-        size_t len = 0;
-        if (i > 0)
-            wh_jcs_raw(&o, ",", 1);
-        wh_jcs_string(&o, keys[i]);
-        wh_jcs_raw(&o, ":", 1);
-        v = json_object_get(op->location, keys[i]);
-        if (json_is_number(v)) {
-            shortest_decimal(json_number_value(v), num, sizeof(num));
-            wh_jcs_string(&o, num);
-        } else if (json_is_string(v)) {
-            wh_jcs_string(&o, json_string_value(v));
-        } else if (wh_jcs_dump(v, &member, &len) == 0) {
-            wh_jcs_raw(&o, member, len);
-            free(member);
-        } else {
-            o.err = WH_EINVAL;
-        }
-    }
-    if (op->location != NULL)
-        wh_jcs_raw(&o, "}", 1);
+        put_location(&o, op->location, loc, true);
     wh_jcs_key(&o, "priority", false);
     wh_jcs_string(&o, t->priority);
     wh_jcs_key(&o, "title", false);
@@ -882,12 +940,12 @@ static int machine_refusal(wh_op_t *op, const wh_mach_result_t *res, const char 
 }
 
 static int make_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, int prio,
-                       const wh_mach_result_t *res, int64_t now, wh_ticket_t *t)
+                       const wh_mach_result_t *res, const loc_parts_t *parts, int64_t now,
+                       wh_ticket_t *t)
 {
     char id[32];
-    char *loc = op->location
-                    ? json_dumps(op->location, JSON_COMPACT | JSON_SORT_KEYS | WH_JSON_REAL)
-                    : NULL;
+    int err;
+    char *loc = location_text(op->location, parts, &err);
 
     snprintf(id, sizeof(id), "T%08lld", (long long)(e->last_rid + 1));
     *t = (wh_ticket_t){ .rid = e->last_rid + 1,
@@ -911,7 +969,7 @@ static int make_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, int
                         .due_at = WH_NULL_TIME };
     memset(t->last_hash, '0', 64);
     if (!t->id || !t->workflow || !t->state || !t->priority || !t->category || !t->title ||
-        !t->raiser || !t->counts || (op->location && !loc))
+        !t->raiser || !t->counts || err != 0)
         return WH_ENOMEM;
     for (size_t i = 0; i < res->nassignees; i++)
         if (wh_ticket_add_assignee(t, res->assignees[i].org, res->assignees[i].active) != 0)
@@ -921,7 +979,7 @@ static int make_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, int
 
 /* Writes a new ticket: its rows, its first event, clocks, deadline, messages. */
 static int write_new_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf, wh_ticket_t *t,
-                            const wh_mach_result_t *res, int64_t now)
+                            const wh_mach_result_t *res, const loc_parts_t *loc, int64_t now)
 {
     char *row = NULL, *data_text = NULL;
     int rc;
@@ -932,7 +990,7 @@ static int write_new_ticket(wh_engine_t *e, wh_op_t *op, const wh_workflow_t *wf
     /* The clocks start first: the ticket row keeps their summary. */
     if ((rc = apply_clocks(e, wf, t, res, now)) != 0)
         goto out;
-    data_text = raise_text(op, wf, t);
+    data_text = raise_text(op, wf, t, loc);
     if ((rc = append_event_text(e, t, now, "raise", op->org, NULL, t->state, NULL,
                                 data_text ? NULL : raise_data(op, wf, t), data_text, &row)) != 0 ||
         (rc = wh_ticket_insert(e->store, t)) != 0 ||
@@ -951,6 +1009,7 @@ int wh_apply_raise(wh_engine_t *e, wh_op_t *op, int64_t now)
     const wh_workflow_t *wf = NULL;
     wh_mach_result_t res = { 0 };
     wh_ticket_t t = { 0 };
+    loc_parts_t loc;
     const wh_route_t *route;
     bool replay = false;
     int prio = 0, rc;
@@ -969,8 +1028,9 @@ int wh_apply_raise(wh_engine_t *e, wh_op_t *op, int64_t now)
         rc = machine_refusal(op, &res, "raise");
         goto out;
     }
-    if ((rc = make_ticket(e, op, wf, prio, &res, now, &t)) != 0 ||
-        (rc = write_new_ticket(e, op, wf, &t, &res, now)) != 0)
+    loc_parts(op->location, &loc);
+    if ((rc = make_ticket(e, op, wf, prio, &res, &loc, now, &t)) != 0 ||
+        (rc = write_new_ticket(e, op, wf, &t, &res, &loc, now)) != 0)
         goto out;
     op->status = 201;
     rc = idem_put(e, op, t.id, now);

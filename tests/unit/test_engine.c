@@ -779,6 +779,55 @@ Test(engine, raise_data_is_stored_in_canonical_form)
     }
 }
 
+/* The ticket's location column is written from the same parts as the raise
+ * data: keys sorted, strings escaped, numbers as their shortest decimal
+ * (a whole real keeps its ".0", an integer stays one), and the answer
+ * carries the same values. A location of
+ * another shape (a key beyond ASCII) takes jansson's path. */
+Test(engine, ticket_location_is_written_sorted_with_shortest_numbers)
+{
+    const struct {
+        json_t *loc;
+        const char *text;
+    } cases[] = {
+        { json_pack("{s:f,s:s,s:f,s:s}", "lon", 111.47, "grid", "G-12", "lat", 27.24, "address",
+                    "3 号楼 \"东\"\\\t"),
+          "{\"address\":\"3 号楼 \\\"东\\\"\\\\\\t\",\"grid\":\"G-12\",\"lat\":27.24,"
+          "\"lon\":111.47}" },
+        { json_pack("{s:f,s:I}", "lon", 116.40739630000001, "lat", (json_int_t)39),
+          "{\"lat\":39,\"lon\":116.40739630000002}" },
+        { json_pack("{s:f,s:f}", "lat", 30.0, "lon", -0.000001), "{\"lat\":30.0,\"lon\":-1e-06}" },
+        { json_pack("{s:s,s:f}", "地址", "新滩镇", "lat", 27.5),
+          "{\"lat\":27.5,\"地址\":\"新滩镇\"}" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        wh_raise_req_t req = { .workflow = raise_workflow,
+                               .category = "fire-safety",
+                               .title = "消防通道被占用",
+                               .location = cases[i].loc };
+        outcome_t o = { 0 };
+        sqlite3 *db;
+        sqlite3_stmt *st;
+        cr_assert_eq(wh_engine_raise(eng, "xintan-street", &req, NULL, NULL, on_result, &o), 0);
+        run(&o);
+        cr_assert_eq(o.status, 201, "%s", o.message);
+        cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+        cr_assert_eq(
+            sqlite3_prepare_v2(db, "SELECT location FROM tickets WHERE id = ?1", -1, &st, NULL),
+            SQLITE_OK);
+        sqlite3_bind_text(st, 1, json_string_value(json_object_get(o.ticket, "id")), -1,
+                          SQLITE_TRANSIENT);
+        cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+        cr_assert_str_eq((const char *)sqlite3_column_text(st, 0), cases[i].text);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        cr_assert(json_equal(json_object_get(o.ticket, "location"), cases[i].loc), "case %zu: %s",
+                  i, json_dumps(json_object_get(o.ticket, "location"), 0));
+        json_decref(o.ticket);
+        json_decref(cases[i].loc);
+    }
+}
+
 Test(engine, leaving_the_state_cancels_its_deadline)
 {
     char *id = raise_ok(NULL, 0);
