@@ -276,8 +276,9 @@ static void copy_seed(const char *path, int k, int copies, int64_t shift)
              "INSERT INTO clocks SELECT ticket+c.n*%d,name,status,started_at+d,run_since+d,elapsed,"
              "paused_since+d,due_at+d,original_due_at+d,breached,level "
              "FROM c, clocks WHERE ticket<=%d ORDER BY c.n, ticket, name;"
-             "INSERT INTO events SELECT ticket+c.n*%d,seq,at+d,event,actor,from_state,to_state,"
-             "note,data,hash FROM c, events WHERE ticket<=%d ORDER BY c.n, ticket, seq;",
+             "INSERT INTO events(id,at,event,actor,from_state,to_state,note,data,hash) "
+             "SELECT ((ticket+c.n*%d) << 20) | seq,at+d,event,actor,from_state,to_state,"
+             "note,data,hash FROM c, events WHERE id < (%d + 1) << 20 ORDER BY c.n, id;",
              copies - 1, (long long)shift, k, k, k, k, k, k, k, k);
     exec_sql(db, sql);
     exec_sql(db, "COMMIT; PRAGMA wal_checkpoint(TRUNCATE); ANALYZE;");

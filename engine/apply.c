@@ -377,6 +377,8 @@ static int append_event_text(wh_engine_t *e, wh_ticket_t *t, int64_t now, const 
     sqlite3_stmt *st;
     int rc = data ? wh_jcs_dump(data, &text, NULL) : text ? 0 : WH_ENOMEM;
 
+    if (rc == 0 && seq > WH_STORE_EVENT_SEQ_MAX)
+        rc = WH_ELIMIT_REACHED; /* the ticket's log is full */
     if (rc == 0 &&
         (canon = wh_store_hash_text(seq, now, event, actor, from, to, note, text, &len)) == NULL)
         rc = WH_EINVAL; /* the text around the data: invalid UTF-8 (or no memory) */

@@ -216,7 +216,7 @@ static int rebuild_event(rebuild_t *r)
 }
 
 static const char *const rebuild_sql[] = {
-    "SELECT ticket,at,event,actor,from_state,to_state,data FROM events ORDER BY ticket,seq",
+    "SELECT ticket,at,event,actor,from_state,to_state,data FROM events ORDER BY id",
     "SELECT workflow,version,created_at FROM tickets WHERE rid=?1",
     "UPDATE assignees SET reported_at=?3 WHERE ticket=?1 AND org=?2 AND reported_at IS NULL",
     ("UPDATE tickets SET report_due=?2,first_exit=?3,rating=?4,escalations=?5,breaches=?6,"

@@ -15,7 +15,9 @@
 
 #include "engine/checkpoint.h"
 
-#define WH_STORE_SCHEMA_VERSION 3
+#define WH_STORE_SCHEMA_VERSION 4
+/* The most events a ticket holds: an event row's key is (ticket << 20) | seq. */
+#define WH_STORE_EVENT_SEQ_MAX ((1 << 20) - 1)
 /* A nullable integer column read as this value when NULL. */
 #define WH_NULL_TIME INT64_MIN
 
@@ -106,11 +108,11 @@ typedef enum {
     XX(PROGRESS_INSERT, "INSERT INTO progress(ticket,assignee,event) VALUES(?1,?2,?3)")            \
     XX(PROGRESS_CLEAR, "DELETE FROM progress WHERE ticket=?1")                                     \
     XX(PROGRESS_LIST, "SELECT assignee,event FROM progress WHERE ticket=?1")                       \
-    XX(EVENT_INSERT,                                                                               \
-       "INSERT INTO events(ticket,seq,at,event,actor,from_state,to_state,note,data,hash) "         \
-       "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)")                                                   \
+    XX(EVENT_INSERT, "INSERT INTO events(id,at,event,actor,from_state,to_state,note,data,hash) "   \
+                     "VALUES((?1 << 20) | ?2,?3,?4,?5,?6,?7,?8,?9,?10)")                           \
     XX(EVENT_LIST, "SELECT seq,at,event,actor,from_state,to_state,note,data,hash FROM events "     \
-                   "WHERE ticket=?1 AND seq>?2 ORDER BY seq")                                      \
+                   "WHERE id > (?1 << 20) + max(min(?2, 1048575), 0) AND id < (?1 + 1) << 20 "     \
+                   "ORDER BY id")                                                                  \
     XX(CLOCK_UPSERT,                                                                               \
        "INSERT OR REPLACE INTO clocks(ticket,name,status,started_at,run_since,elapsed,"            \
        "paused_since,due_at,original_due_at,breached,level) "                                      \

@@ -657,6 +657,85 @@ Test(engine, a_version_2_database_is_migrated)
     free(id);
 }
 
+/* A version 3 database keeps its event log in a WITHOUT ROWID table keyed
+ * (ticket, seq). The next open rebuilds it as a rowid table keyed
+ * (ticket << 20) | seq: every row kept in order, the API's rows unchanged,
+ * the chains still whole, and the log goes on from there. */
+Test(engine, a_version_3_database_gets_its_event_log_rebuilt)
+{
+    char *first = raise_ok(NULL, 0), *second = raise_ok(NULL, 0);
+    outcome_t o = fire("fire-brigade", first, "report", "已到场");
+    cr_assert_eq(o.status, 200, "%s", o.message);
+    json_decref(o.ticket);
+    json_t *before[] = { events_of(first), events_of(second) };
+    sqlite3 *db;
+
+    close_engine();
+    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "CREATE TABLE v3(ticket INTEGER NOT NULL, seq INTEGER NOT NULL,"
+                              " at INTEGER NOT NULL, event TEXT NOT NULL, actor TEXT NOT NULL,"
+                              " from_state TEXT, to_state TEXT, note TEXT, data TEXT NOT NULL,"
+                              " hash TEXT NOT NULL, PRIMARY KEY(ticket, seq)) WITHOUT ROWID;"
+                              "INSERT INTO v3 SELECT ticket, seq, at, event, actor, from_state,"
+                              " to_state, note, data, hash FROM events;"
+                              "DROP TABLE events; ALTER TABLE v3 RENAME TO events;"
+                              "PRAGMA user_version=3;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    cr_assert_eq(count_rows("SELECT count(*) FROM pragma_table_info('events') WHERE name='id'"), 0);
+    open_engine();
+    cr_assert_eq(count_rows("PRAGMA user_version"), WH_STORE_SCHEMA_VERSION);
+    cr_assert_eq(count_rows("SELECT count(*) FROM pragma_table_info('events') WHERE name='id'"), 1);
+    cr_assert_eq(count_rows("SELECT count(*) FROM events WHERE id <> (ticket << 20) | seq"), 0);
+    cr_assert_eq(count_rows("SELECT count(*) FROM events"), 3);
+    const char *ids[] = { first, second };
+    for (size_t i = 0; i < 2; i++) {
+        json_t *after = events_of(ids[i]);
+        cr_assert(json_equal(before[i], after), "before:\n%s\nafter:\n%s",
+                  json_dumps(before[i], JSON_INDENT(1)), json_dumps(after, JSON_INDENT(1)));
+        json_decref(after);
+        json_decref(before[i]);
+    }
+    o = fire("fire-brigade", first, "resolve", NULL);
+    cr_assert_eq(o.status, 200, "%s", o.message);
+    json_decref(o.ticket);
+    json_t *rows = events_of(first);
+    cr_assert_eq(json_array_size(rows), 3);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(rows, 2), "seq")), 3);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(rows, 2), "event")),
+                     "resolve");
+    json_decref(rows);
+    free(first);
+    free(second);
+}
+
+/* An event row's key holds its seq in 20 bits: a ticket whose log is full
+ * refuses the next event (409 limit_reached) and is left as it was. */
+Test(engine, a_ticket_with_a_full_event_log_refuses_the_next_event)
+{
+    char *id = raise_ok(NULL, 0);
+    char sql[160];
+
+    sqlite3 *db;
+
+    snprintf(sql, sizeof(sql), "UPDATE tickets SET last_seq=%d WHERE id='%s'",
+             WH_STORE_EVENT_SEQ_MAX, id);
+    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    cr_assert_eq(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+    outcome_t o = fire("fire-brigade", id, "report", NULL);
+    cr_assert_eq(o.status, 409, "%s", o.message);
+    cr_assert_eq(o.err, WH_ELIMIT_REACHED);
+    cr_assert_eq(count_rows("SELECT count(*) FROM events"), 1);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM tickets WHERE id='%s' AND state='whistled'",
+             id);
+    cr_assert_eq(count_rows(sql), 1);
+    free(id);
+}
+
 /* Raises a ticket with location loc and returns its raise event's stored
  * location (a new reference). */
 static json_t *raised_location(json_t *loc)
