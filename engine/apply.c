@@ -703,21 +703,6 @@ static const wh_workflow_t *pick_workflow(const wh_engine_t *e, const char *name
     return *several ? NULL : best;
 }
 
-/* The shortest decimal that reads back as d: what the raiser most likely
- * typed (27.24, not 27.239999999999998). A normal double that came from a decimal
- * of at most 15 significant digits (DBL_DIG), as coordinates do, rounds
- * back to it at 15 digits, and %g drops the zeros that pad it: one
- * conversion. Otherwise 16 digits, or 17, which always read back. */
-static void shortest_decimal(double d, char *out, size_t len)
-{
-    for (int digits = 15; digits < 17; digits++) {
-        snprintf(out, len, "%.*g", digits, d);
-        if (strtod(out, NULL) == d)
-            return;
-    }
-    snprintf(out, len, "%.17g", d);
-}
-
 /* The raise event's data: what the raiser said, with lat/lon as decimal
  * strings so that no float formatting enters the hash (SPEC §6). */
 static json_t *raise_data(const wh_op_t *op, const wh_workflow_t *wf, const wh_ticket_t *t)
@@ -732,7 +717,7 @@ static json_t *raise_data(const wh_op_t *op, const wh_workflow_t *wf, const wh_t
         {
             char num[40];
             if (json_is_number(v)) {
-                shortest_decimal(json_number_value(v), num, sizeof(num));
+                wh_jcs_shortest(json_number_value(v), num, sizeof(num));
                 json_object_set_new(loc, key, json_string(num));
             } else {
                 json_object_set(loc, key, v);
@@ -789,7 +774,7 @@ static void loc_parts(const json_t *loc, loc_parts_t *p)
         v = json_object_get(loc, p->keys[i]);
         p->nums[i][0] = '\0';
         if (json_is_number(v))
-            shortest_decimal(json_number_value(v), p->nums[i], sizeof(p->nums[i]));
+            wh_jcs_shortest(json_number_value(v), p->nums[i], sizeof(p->nums[i]));
     }
 }
 

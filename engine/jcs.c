@@ -1,4 +1,5 @@
 #include <openssl/evp.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -283,10 +284,97 @@ void wh_jcs_string(wh_jcs_out_t *o, const char *s)
         put_string(o, s, strlen(s));
 }
 
+size_t wh_jcs_itoa(char out[21], int64_t v)
+{
+    /* The magnitude as unsigned, so INT64_MIN has one too. */
+    uint64_t m = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    char rev[20];
+    size_t n = 0, len = 0;
+
+    do {
+        rev[n++] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m != 0);
+    if (v < 0)
+        out[len++] = '-';
+    while (n > 0)
+        out[len++] = rev[--n];
+    out[len] = '\0';
+    return len;
+}
+
+/* The shortest decimal with at most 15 fractional digits that reads back
+ * as d, written as %.15g writes it, without printf: d = n / 10^k for the
+ * least k, with n an integer. n / 10^k, both exact in a double, is rounded
+ * once, as strtod rounds the decimal, so the test is exact. Only where %g
+ * writes no exponent (1e-4 <= |d| < 1e15) and for n of at most 15 digits:
+ * then d * 10^k is within 0.11 of n, and %.15g rounds d to that same
+ * decimal (any other 15-digit one is further from d than its rounding
+ * error). False otherwise, and the caller formats with printf. */
+static bool short_fixed(double d, char *out, size_t len)
+{
+    static const double pow10[] = { 1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                    1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15 };
+    double a = fabs(d);
+
+    if (!(a >= 1e-4 && a < 1e15) || len < 40)
+        return false;
+    for (int k = 0; k < 16; k++) {
+        double v = d * pow10[k];
+        if (fabs(v) >= 1e15)
+            return false;
+        int64_t n = (int64_t)llround(v);
+        if ((double)n / pow10[k] != d)
+            continue;
+        /* n with a decimal point k digits from its end. */
+        char digits[21];
+        size_t nd = wh_jcs_itoa(digits, n < 0 ? -n : n), at = 0;
+        if (n < 0)
+            out[at++] = '-';
+        if (nd <= (size_t)k) {
+            out[at++] = '0';
+            out[at++] = '.';
+            for (size_t z = nd; z < (size_t)k; z++)
+                out[at++] = '0';
+            memcpy(out + at, digits, nd);
+            at += nd;
+        } else {
+            memcpy(out + at, digits, nd - (size_t)k);
+            at += nd - (size_t)k;
+            if (k > 0) {
+                out[at++] = '.';
+                memcpy(out + at, digits + nd - (size_t)k, (size_t)k);
+                at += (size_t)k;
+            }
+        }
+        out[at] = '\0';
+        return true;
+    }
+    return false;
+}
+
+/* The shortest decimal that reads back as d: what the raiser most likely
+ * typed (27.24, not 27.239999999999998). short_fixed finds it for most
+ * coordinates. Otherwise: a normal double that came from a decimal of at
+ * most 15 significant digits (DBL_DIG) rounds back to it at 15 digits, and
+ * %g drops the zeros that pad it; failing that 16 digits, or 17, which
+ * always read back. */
+void wh_jcs_shortest(double d, char *out, size_t len)
+{
+    if (short_fixed(d, out, len))
+        return;
+    for (int digits = 15; digits < 17; digits++) {
+        snprintf(out, len, "%.*g", digits, d);
+        if (strtod(out, NULL) == d)
+            return;
+    }
+    snprintf(out, len, "%.17g", d);
+}
+
 void wh_jcs_int(wh_jcs_out_t *o, int64_t v)
 {
-    char num[24];
-    put(o, num, (size_t)snprintf(num, sizeof(num), "%lld", (long long)v));
+    char num[21];
+    put(o, num, wh_jcs_itoa(num, v));
 }
 
 void wh_jcs_key(wh_jcs_out_t *o, const char *key, bool first)

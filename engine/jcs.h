@@ -43,6 +43,11 @@ void wh_jcs_raw(wh_jcs_out_t *o, const char *s, size_t n);
 /* Appends s as a JCS string (UTF-8 checked), or null when s is NULL. */
 void wh_jcs_string(wh_jcs_out_t *o, const char *s);
 void wh_jcs_int(wh_jcs_out_t *o, int64_t v);
+/* The shortest decimal that reads back as d (strtod), as "%.15g", "%.16g"
+ * or "%.17g" writes it, the first that does; out has len >= 40 bytes. */
+void wh_jcs_shortest(double d, char *out, size_t len);
+/* Writes v in decimal (as "%lld" would) and a NUL; returns its length. */
+size_t wh_jcs_itoa(char out[21], int64_t v);
 /* Appends `"key":`, after a comma unless it is the object's first member.
  * key is a member name of whistle's own, which needs no escaping. */
 void wh_jcs_key(wh_jcs_out_t *o, const char *key, bool first);

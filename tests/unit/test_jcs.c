@@ -96,3 +96,73 @@ Test(jcs, composed_hash_row_equals_the_built_one)
     cr_assert_null(wh_store_hash_text(1, 0, "raise", "a", NULL, NULL, "\xff", "{}", NULL),
                    "invalid UTF-8 is refused");
 }
+
+/* What wh_jcs_shortest must always give: the first of %.15g, %.16g and
+ * %.17g that reads back. */
+static void shortest_by_printf(double d, char *out, size_t len)
+{
+    for (int digits = 15; digits < 17; digits++) {
+        snprintf(out, len, "%.*g", digits, d);
+        if (strtod(out, NULL) == d)
+            return;
+    }
+    snprintf(out, len, "%.17g", d);
+}
+
+/* Its printf-free path agrees with printf on decimals of every length and
+ * scale (coordinates among them), on doubles of random bits, and on the
+ * edges of the range it takes (1e-4, 1e15, 15 digits). */
+Test(jcs, shortest_decimal_agrees_with_printf)
+{
+    static const double edges[] = { 27.24,
+                                    111.47,
+                                    0.1 + 0.2,
+                                    1e-4,
+                                    -1e-4,
+                                    9.9999e-5,
+                                    1e15,
+                                    999999999999999.0,
+                                    1e15 - 1,
+                                    0.5,
+                                    -0.5,
+                                    120.0,
+                                    -0.000001,
+                                    0.0,
+                                    -0.0,
+                                    1e-300,
+                                    1.5e300,
+                                    39.90419989999999,
+                                    116.40739630000001 };
+    char got[48], want[48];
+    uint64_t x = 0x9e3779b97f4a7c15u;
+    size_t fast = 0;
+
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+        wh_jcs_shortest(edges[i], got, sizeof(got));
+        shortest_by_printf(edges[i], want, sizeof(want));
+        cr_assert_str_eq(got, want, "%.17g", edges[i]);
+    }
+    for (int i = 0; i < 200000; i++) {
+        double d;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if (i % 2 == 0) {
+            /* A decimal of 1-16 digits with its point anywhere in 12 places. */
+            int digits = 1 + (int)(x % 16), point = (int)((x >> 8) % 20);
+            uint64_t n = (x >> 16) % 10000000000000000u;
+            for (int k = digits; k < 16; k++)
+                n /= 10;
+            snprintf(got, sizeof(got), "%s%llue-%d", x & 1 ? "-" : "", (unsigned long long)n,
+                     point);
+            d = strtod(got, NULL);
+        } else {
+            memcpy(&d, &x, sizeof(d));
+        }
+        wh_jcs_shortest(d, got, sizeof(got));
+        shortest_by_printf(d, want, sizeof(want));
+        cr_assert_str_eq(got, want, "%.17g", d);
+        fast += strchr(got, 'e') == NULL && strlen(got) < 17;
+    }
+    cr_assert_gt(fast, 50000, "the test reaches the printf-free path (%zu)", fast);
+}
