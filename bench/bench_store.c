@@ -248,7 +248,16 @@ static void capture(sqlite3 *src, sqlite3 *dst, tmpl_t *t, const char *verb, con
     sqlite3_stmt *st;
     int n;
 
-    snprintf(sql, sizeof(sql), "SELECT * FROM %s WHERE %s", table, where);
+    /* The table's stored columns only: a generated one (events' ticket and
+     * seq) cannot be inserted. */
+    st = prep(src, "SELECT name FROM pragma_table_xinfo(?1) WHERE hidden = 0");
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    n = snprintf(sql, sizeof(sql), "SELECT ");
+    for (int c = 0; sqlite3_step(st) == SQLITE_ROW; c++)
+        n += snprintf(sql + n, sizeof(sql) - (size_t)n, "%s%s", c ? "," : "",
+                      (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    snprintf(sql + n, sizeof(sql) - (size_t)n, " FROM %s WHERE %s", table, where);
     st = prep(src, sql);
     memset(t, 0, sizeof(*t));
     while (sqlite3_step(st) == SQLITE_ROW && t->nrows < MAX_ROWS) {
@@ -319,11 +328,12 @@ static void ref_hash(const row_t *ev, long rid, char out[65])
     char text[4096];
     unsigned char md[32];
     unsigned len = 0;
-    int n = snprintf(text, sizeof(text), "%064d{\"seq\":%lld,\"at\":%lld,\"ticket\":%ld,%s,%s}", 0,
-                     (long long)sqlite3_value_int64(ev->vals[col(ev, "seq")]),
-                     (long long)sqlite3_value_int64(ev->vals[col(ev, "at")]), rid,
-                     (const char *)sqlite3_value_text(ev->vals[col(ev, "event")]),
-                     (const char *)sqlite3_value_text(ev->vals[col(ev, "data")]));
+    int n =
+        snprintf(text, sizeof(text), "%064d{\"seq\":%lld,\"at\":%lld,\"ticket\":%ld,%s,%s}", 0,
+                 (long long)(sqlite3_value_int64(ev->vals[col(ev, "id")]) & WH_STORE_EVENT_SEQ_MAX),
+                 (long long)sqlite3_value_int64(ev->vals[col(ev, "at")]), rid,
+                 (const char *)sqlite3_value_text(ev->vals[col(ev, "event")]),
+                 (const char *)sqlite3_value_text(ev->vals[col(ev, "data")]));
     EVP_Digest(text, (size_t)n < sizeof(text) ? (size_t)n : sizeof(text), md, &len, EVP_sha256(),
                NULL);
     for (int i = 0; i < 32; i++)
@@ -368,7 +378,10 @@ static void bind_event(ref_t *r, int i, long rid)
     const row_t *ev = &r->event.rows[i];
     sqlite3_stmt *st = bind_row(&r->event, i);
     ref_hash(ev, rid, hash);
-    sqlite3_bind_int64(st, col(ev, "ticket") + 1, rid);
+    /* The row's key: (ticket << 20) | seq (engine/store.c, schema 4). */
+    sqlite3_bind_int64(st, col(ev, "id") + 1,
+                       ((int64_t)rid << 20) |
+                           (sqlite3_value_int64(ev->vals[col(ev, "id")]) & WH_STORE_EVENT_SEQ_MAX));
     sqlite3_bind_text(st, col(ev, "hash") + 1, hash, -1, SQLITE_TRANSIENT);
     step_done(r->db, st);
 }
