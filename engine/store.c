@@ -358,7 +358,15 @@ static int migrate(wh_store_t *s, char *err, size_t errlen)
                  version, WH_STORE_SCHEMA_VERSION);
         return WH_EDB_TOO_NEW;
     }
-    for (; version < WH_STORE_SCHEMA_VERSION; version++) {
+    for (int from = version; version < WH_STORE_SCHEMA_VERSION; version++) {
+        /* Upgrades of a database in use can copy whole tables (version 4
+         * rebuilds the event log: about a minute per ten million events),
+         * so the operator hears what the wait is; a new database is quiet. */
+        bool upgrade = from > 0;
+        uint64_t start = uv_hrtime();
+        if (upgrade)
+            fprintf(stderr, "whistle: upgrading the database to schema version %d...\n",
+                    version + 1);
         snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", version + 1);
         if ((rc = wh_store_begin(s)) != 0 || (rc = exec_sql(s, migrations[version])) != 0 ||
             (rc = exec_sql(s, sql)) != 0 || (rc = wh_store_commit(s)) != 0) {
@@ -367,6 +375,9 @@ static int migrate(wh_store_t *s, char *err, size_t errlen)
             wh_store_rollback(s);
             return rc;
         }
+        if (upgrade)
+            fprintf(stderr, "whistle: the database is at schema version %d (%.1f s)\n", version + 1,
+                    (double)(uv_hrtime() - start) / 1e9);
     }
     return 0;
 }
