@@ -228,7 +228,7 @@ static void fetch_sha256(void)
 
 /* SHA-256 fetched once: OpenSSL 3 looks the algorithm up under a lock at
  * every EVP_DigestInit_ex given EVP_sha256(), a third of a row's hash. */
-static const EVP_MD *chain_md(void)
+const EVP_MD *wh_sha256_md(void)
 {
     static uv_once_t once = UV_ONCE_INIT;
     uv_once(&once, fetch_sha256);
@@ -243,7 +243,7 @@ int wh_jcs_chain_hash_text(const char *prev_hash_hex, const char *canon, size_t 
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int rc = 0;
 
-    if (ctx == NULL || !EVP_DigestInit_ex(ctx, chain_md(), NULL) ||
+    if (ctx == NULL || !EVP_DigestInit_ex(ctx, wh_sha256_md(), NULL) ||
         !EVP_DigestUpdate(ctx, prev_hash_hex, strlen(prev_hash_hex)) ||
         !EVP_DigestUpdate(ctx, canon, len) || !EVP_DigestFinal_ex(ctx, md, &mdlen)) {
         rc = WH_ENOMEM;

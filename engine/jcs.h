@@ -9,6 +9,7 @@
 #define WH_JCS_H
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,6 +22,10 @@
 /* Serializes v canonically into a malloc'd NUL-terminated string (*out,
  * *len). Returns 0, WH_EINVAL (a real number, invalid UTF-8) or WH_ENOMEM. */
 int wh_jcs_dump(const json_t *v, char **out, size_t *len);
+
+/* OpenSSL's SHA-256, fetched once for the process (EVP_sha256() makes
+ * every digest look it up again under a lock). */
+const EVP_MD *wh_sha256_md(void);
 
 /* hash = lowercase hex SHA-256(prev_hash_hex || JCS(row)); prev_hash_hex is
  * 64 hex characters (64 zeros before the first row). out needs 65 bytes.

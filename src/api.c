@@ -266,7 +266,7 @@ static bool method_ok(route_t rt, const char *m)
 static void sha256(const void *data, size_t len, unsigned char out[DIGEST_LEN])
 {
     unsigned int n = DIGEST_LEN;
-    EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+    EVP_Digest(data, len, out, &n, wh_sha256_md(), NULL);
 }
 
 /* Every org is compared, in constant time over digests of equal length, so
@@ -325,7 +325,7 @@ static int idempotency(wh_http_req_t *r, const char **key, char digest[65], refu
                          "Idempotency-Key must be 1-255 printable ASCII characters");
     if ((ctx = EVP_MD_CTX_new()) == NULL)
         return wh_refuse(f, 503, "unavailable", "out of memory");
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestInit_ex(ctx, wh_sha256_md(), NULL);
     EVP_DigestUpdate(ctx, wh_http_path(r), strlen(wh_http_path(r)) + 1);
     EVP_DigestUpdate(ctx, body, len);
     EVP_DigestFinal_ex(ctx, d, NULL);

@@ -318,7 +318,7 @@ static json_t *discovery_json(const wh_api_state_t *st)
 static void sha256(const char *s, unsigned char out[DIGEST_LEN])
 {
     unsigned int n = DIGEST_LEN;
-    EVP_Digest(s, strlen(s), out, &n, EVP_sha256(), NULL);
+    EVP_Digest(s, strlen(s), out, &n, wh_sha256_md(), NULL);
 }
 
 /* The org whose token key is, or -1. As in the native API, every org is
