@@ -42,10 +42,11 @@ typedef struct wh_op_s {
 struct wh_engine_s {
     wh_engine_options_t opt;
     wh_store_t *store;
-    uv_check_t check; /* commits the batch after the loop's poll phase */
-    uv_idle_t idle;   /* keeps poll from blocking while a batch waits */
-    uv_timer_t timer; /* armed at the earliest pending due time */
-    wh_heap_t heap;   /* pending due times (engine/heap.h) */
+    uv_check_t check;  /* commits the batch after the loop's poll phase */
+    uv_idle_t idle;    /* keeps poll from blocking while a batch waits */
+    bool polled_again; /* the waiting batch already let one more poll pass */
+    uv_timer_t timer;  /* armed at the earliest pending due time */
+    wh_heap_t heap;    /* pending due times (engine/heap.h) */
     wh_op_t *head, *tail;
     size_t queued;
     size_t max_queued;
