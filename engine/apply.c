@@ -1246,6 +1246,11 @@ int wh_apply_fire(wh_engine_t *e, wh_op_t *op, int64_t now)
         rc = machine_refusal(op, &res, op->event);
         goto out;
     }
+    if (t.last_seq >= WH_STORE_EVENT_SEQ_MAX) {
+        rc = refuse(op, WH_ELIMIT_REACHED, "ticket %s holds %d events, the most a ticket can", t.id,
+                    WH_STORE_EVENT_SEQ_MAX);
+        goto out;
+    }
     if ((rc = check_limits(op)) != 0 || (rc = write_fire(e, op, wf, &t, &res, now)) != 0)
         goto out;
     op->status = 200;

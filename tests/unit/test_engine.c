@@ -729,6 +729,7 @@ Test(engine, a_ticket_with_a_full_event_log_refuses_the_next_event)
     outcome_t o = fire("fire-brigade", id, "report", NULL);
     cr_assert_eq(o.status, 409, "%s", o.message);
     cr_assert_eq(o.err, WH_ELIMIT_REACHED);
+    cr_assert(strstr(o.message, "the most a ticket can") != NULL, "%s", o.message);
     cr_assert_eq(count_rows("SELECT count(*) FROM events"), 1);
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM tickets WHERE id='%s' AND state='whistled'",
              id);
