@@ -1035,6 +1035,12 @@ Test(adversarial, wrong_methods_are_405_with_allow_on_every_route)
 Test(adversarial, head_on_get_routes_answers_the_headers_only)
 {
     free(raise_ok(fire_raise));
+    /* The audit routes count tickets raised in [from, now) with times in
+     * whole seconds: once the ticket's second is over, GET and HEAD both
+     * count it, whichever side of a second's end each falls on. */
+    time_t raised = time(NULL);
+    while (time(NULL) <= raised)
+        usleep(10 * 1000);
     for (size_t i = 0; i < NROUTES; i++) {
         if (strstr(routes[i][1], "HEAD") == NULL || strstr(routes[i][0], "actions") != NULL)
             continue;
