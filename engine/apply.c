@@ -808,8 +808,7 @@ static void put_location(wh_jcs_out_t *o, const json_t *loc, const loc_parts_t *
 
 /* The ticket's location column: the location with its keys sorted and its
  * numbers as their shortest decimals (a whole real with ".0", an integer as
- * it is). NULL for no location, and in *err
- * WH_ENOMEM when out of memory. */
+ * it is). NULL for no location; *err is WH_ENOMEM when out of memory. */
 static char *location_text(const json_t *loc, const loc_parts_t *p, int *err)
 {
     wh_jcs_out_t o = { 0 };
