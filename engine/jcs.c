@@ -17,7 +17,9 @@ static void put(out_t *o, const char *s, size_t n)
     if (o->err != 0)
         return;
     if (o->len + n + 1 > o->cap) {
-        size_t cap = o->cap ? o->cap : 256;
+        /* Most texts a change makes (a ticket, an event row, a message)
+         * are near 1 KiB: start there rather than grow to it. */
+        size_t cap = o->cap ? o->cap : 1024;
         while (cap < o->len + n + 1)
             cap *= 2;
         char *b = realloc(o->buf, cap);
