@@ -8,6 +8,7 @@
 #include "engine/audit.h"
 #include "engine/engine_int.h"
 #include "engine/error.h"
+#include "engine/syncer.h"
 
 #define DEFAULT_MAX_QUEUED 10000
 
@@ -141,8 +142,10 @@ static int64_t outbox_max_id(wh_engine_t *e)
     return id;
 }
 
+static void on_synced(void *arg);
+
 /* Durability full: commits stop waiting for the disk on the loop; the
- * engine syncs the log on the thread pool and answers after (run_batch).
+ * syncer's thread syncs the log and the engine answers after (run_batch).
  * What an earlier process committed is synced here first, so every
  * outbox row there is now may be sent. */
 static int defer_sync(wh_engine_t *e)
@@ -155,9 +158,11 @@ static int defer_sync(wh_engine_t *e)
     }
     if (rc == 0)
         rc = wh_store_sync(e->wal_fd);
+    if (rc == 0)
+        rc = wh_syncer_open(e->opt.loop, e->wal_fd, on_synced, e, &e->syncer);
     if (rc == 0) {
         e->defer_sync = true;
-        e->outbox_durable = e->outbox_committed = outbox_max_id(e);
+        e->outbox_durable = outbox_max_id(e);
     }
     return rc;
 }
@@ -292,6 +297,8 @@ int wh_engine_open(const wh_engine_options_t *opt, wh_engine_t **out, char *err,
     if (rc != 0) {
         if (err[0] == '\0' && e->store != NULL)
             snprintf(err, errlen, "%s", wh_store_errmsg(e->store));
+        if (e->syncer != NULL)
+            wh_syncer_close(e->syncer, NULL);
         wh_store_close(e->store);
         if (e->wal_fd >= 0)
             close(e->wal_fd);
@@ -575,81 +582,65 @@ static void prune(wh_engine_t *e, int64_t now)
 
 /* ---- syncing the log off the loop (durability full) ---- */
 
-/* Answers a group of committed changes once the sync that covers them
- * ended; rc is its outcome. */
-static void answer_synced(wh_op_t *group, int rc)
+/* Answers a committed change once the sync that covers its commit ended;
+ * rc is its outcome. */
+static void answer_synced(wh_op_t *op, int rc)
 {
-    for (wh_op_t *op = group, *next; op != NULL; op = next) {
-        next = op->next;
-        if (rc != 0) {
-            /* The change is in the database but the disk did not confirm
-             * it: the caller must not take it as durable. */
-            op->err = WH_ESTORAGE;
-            snprintf(op->message, sizeof(op->message),
-                     "the change was written but the disk did not confirm it (fdatasync failed)");
-        }
-        answer(op);
-        free_op(op);
+    if (rc != 0) {
+        /* The change is in the database but the disk did not confirm it:
+         * the caller must not take it as durable. */
+        op->err = WH_ESTORAGE;
+        snprintf(op->message, sizeof(op->message),
+                 "the change was written but the disk did not confirm it (fdatasync failed)");
+    }
+    answer(op);
+    free_op(op);
+}
+
+/* The first unsynced change if its commit is at most upto, taken off the
+ * list; NULL otherwise. */
+static wh_op_t *take_unsynced(wh_engine_t *e, uint64_t upto)
+{
+    wh_op_t *op = e->unsynced;
+    if (op == NULL || op->commit > upto)
+        return NULL;
+    if ((e->unsynced = op->next) == NULL)
+        e->unsynced_tail = NULL;
+    return op;
+}
+
+/* The syncer's thread ended syncs: answers the changes they covered. */
+static void on_synced(void *arg)
+{
+    wh_engine_t *e = arg;
+    wh_syncer_state_t st;
+    wh_op_t *op;
+
+    if (e->closing)
+        return; /* wh_engine_close answers what is left */
+    wh_syncer_poll(e->syncer, &st);
+    while ((op = take_unsynced(e, st.synced)) != NULL) {
+        if (op->outbox_mark > e->outbox_durable)
+            e->outbox_durable = op->outbox_mark;
+        answer_synced(op, 0);
+    }
+    if (st.failed != 0) {
+        fprintf(stderr, "whistle: fdatasync of the log failed: %s\n", wh_strerror(WH_ESTORAGE));
+        while ((op = take_unsynced(e, st.failed)) != NULL)
+            answer_synced(op, WH_ESTORAGE);
+    }
+    if (e->outbox_pending_max > e->outbox_kicked) {
+        e->outbox_kicked = e->outbox_durable;
+        wh_outbox_kick(e);
     }
 }
 
 static void close_cb(uv_handle_t *h);
 
-static void sync_work(uv_work_t *w)
+static void syncer_closed(void *arg)
 {
-    wh_engine_t *e = w->data;
-    e->sync_rc = wh_store_sync(e->wal_fd);
-}
-
-static void start_sync(wh_engine_t *e);
-
-static void sync_done(uv_work_t *w, int status)
-{
-    wh_engine_t *e = w->data;
-    wh_op_t *group = e->syncing;
-    int rc = status != 0 ? WH_ESTORAGE : e->sync_rc;
-
-    e->syncing = NULL;
-    e->sync_busy = false;
-    wh_hist_observe(&e->stats.sync_seconds, (double)(uv_hrtime() - e->sync_start) / 1e9);
-    if (!e->closing) { /* (on close, wh_engine_close answered the group) */
-        if (rc != 0)
-            fprintf(stderr, "whistle: fdatasync of the log failed: %s\n", wh_strerror(rc));
-        else
-            e->outbox_durable = e->sync_outbox;
-        answer_synced(group, rc);
-        if (e->outbox_pending_max > e->outbox_kicked) {
-            e->outbox_kicked = e->outbox_durable;
-            wh_outbox_kick(e);
-        }
-        start_sync(e);
-    }
-    /* The engine stays allocated while a sync is in flight. */
+    wh_engine_t *e = arg;
     close_cb((uv_handle_t *)&e->check);
-}
-
-/* Starts a sync for everything committed and not yet synced, unless one is
- * running: its end starts the next, so syncs follow each other back to
- * back and each covers every commit made while the one before ran. */
-static void start_sync(wh_engine_t *e)
-{
-    if (e->sync_busy || e->unsynced == NULL)
-        return;
-    e->syncing = e->unsynced;
-    e->unsynced = e->unsynced_tail = NULL;
-    e->sync_outbox = e->outbox_committed;
-    e->sync_work.data = e;
-    e->sync_start = uv_hrtime();
-    if (uv_queue_work(e->opt.loop, &e->sync_work, sync_work, sync_done) != 0) {
-        sync_work(&e->sync_work); /* cannot happen with a live loop; stay correct */
-        e->outbox_durable = e->sync_rc == 0 ? e->sync_outbox : e->outbox_durable;
-        answer_synced(e->syncing, e->sync_rc);
-        e->syncing = NULL;
-        wh_outbox_kick(e);
-        return;
-    }
-    e->sync_busy = true;
-    e->open_handles++;
 }
 
 /* Commits everything queued in one transaction, then answers each caller. */
@@ -658,6 +649,7 @@ static void run_batch(wh_engine_t *e)
     wh_op_t *batch = e->head, *next;
     int64_t now = wh_engine_now(e);
     int64_t first_rid = e->last_rid, outbox_last = 0;
+    uint64_t commit = 0;
     bool sound = true;
     int rc;
 
@@ -697,7 +689,7 @@ static void run_batch(wh_engine_t *e)
         wh_hist_observe(&e->stats.batch_size, (double)nops);
         wh_hist_observe(&e->stats.commit_seconds, (double)(uv_hrtime() - start) / 1e9);
         if (e->defer_sync)
-            e->outbox_committed = outbox_last;
+            commit = wh_syncer_committed(e->syncer);
     }
     if (rc != 0) {
         wh_store_rollback(e->store);
@@ -723,6 +715,8 @@ static void run_batch(wh_engine_t *e)
         if (rc == 0 && op->err == 0 && e->defer_sync) {
             /* Committed, not yet on disk: answered after the next sync. */
             op->next = NULL;
+            op->commit = commit;
+            op->outbox_mark = outbox_last;
             if (e->unsynced_tail != NULL)
                 e->unsynced_tail->next = op;
             else
@@ -734,9 +728,7 @@ static void run_batch(wh_engine_t *e)
         free_op(op);
     }
     wh_sched_arm(e);
-    if (e->defer_sync)
-        start_sync(e);
-    else
+    if (!e->defer_sync)
         wh_outbox_kick(e);
 }
 
@@ -782,13 +774,24 @@ void wh_engine_close(wh_engine_t *e)
         return;
     e->closing = true;
     run_batch(e);
-    if (e->syncing != NULL || e->unsynced != NULL) {
-        /* Everything committed is synced now, on the loop: the callers hear
-         * before close returns (a sync still in flight ends unheard). */
-        int rc = wh_store_sync(e->wal_fd);
-        answer_synced(e->syncing, rc);
-        answer_synced(e->unsynced, rc);
-        e->syncing = e->unsynced = e->unsynced_tail = NULL;
+    if (e->syncer != NULL) {
+        /* The thread stops after the sync it runs; what it confirmed is
+         * answered, and everything else committed is synced here, on the
+         * loop: the callers hear before close returns. */
+        wh_syncer_state_t st;
+        wh_op_t *op;
+        int rc;
+
+        wh_syncer_close(e->syncer, syncer_closed);
+        e->open_handles++;
+        wh_syncer_poll(e->syncer, &st);
+        while ((op = take_unsynced(e, st.synced)) != NULL)
+            answer_synced(op, 0);
+        while ((op = take_unsynced(e, st.failed)) != NULL)
+            answer_synced(op, WH_ESTORAGE);
+        rc = e->unsynced != NULL ? wh_store_sync(e->wal_fd) : 0;
+        while ((op = take_unsynced(e, UINT64_MAX)) != NULL)
+            answer_synced(op, rc);
     }
     wh_outbox_close(e);
     wh_store_close(e->store);
@@ -1170,6 +1173,8 @@ void wh_engine_stats(const wh_engine_t *e, wh_engine_stats_t *out)
 {
     wh_ckpt_stats_t c;
     *out = e->stats;
+    if (e->syncer != NULL)
+        wh_syncer_seconds(e->syncer, &out->sync_seconds);
     wh_store_checkpoint_stats(e->store, &c);
     out->checkpoints_thread = c.background;
     out->checkpoints_writer = c.inline_;

@@ -37,6 +37,10 @@ typedef struct wh_op_s {
     char message[256];
     char *answer_id;   /* the ticket answered: its id */
     char *ticket_text; /* and its SPEC §4 JSON (wh_ticket_text) */
+    /* durability full: the commit it is in, and the last outbox row
+     * committed with it (sent only once that commit is on disk) */
+    uint64_t commit;
+    int64_t outbox_mark;
 } wh_op_t;
 
 struct wh_engine_s {
@@ -59,19 +63,15 @@ struct wh_engine_s {
     wh_workflow_t **stored;
     size_t nstored;
     /* Durability full with the fsync off the loop (wh_store_defer_sync):
-     * changes committed but not yet on disk wait in unsynced; one
-     * fdatasync of the log at a time runs on the thread pool, for the
-     * changes in syncing, which hear their answers when it returns. */
+     * changes committed but not yet on disk wait in unsynced, in commit
+     * order, each with its commit's number; the syncer's thread syncs the
+     * log, and they hear their answers once a sync covered their commit. */
     bool defer_sync;
     int wal_fd; /* the engine's own descriptor of the log */
-    wh_op_t *unsynced, *unsynced_tail, *syncing;
-    bool sync_busy;
-    uint64_t sync_start; /* uv_hrtime() when the running sync began */
-    int sync_rc;
-    uv_work_t sync_work;
-    /* Outbox rows up to outbox_durable are on disk and may be sent;
-     * outbox_committed is the last row the latest commit left. */
-    int64_t outbox_durable, outbox_committed, sync_outbox;
+    struct wh_syncer_s *syncer;
+    wh_op_t *unsynced, *unsynced_tail;
+    /* Outbox rows up to outbox_durable are on disk and may be sent. */
+    int64_t outbox_durable;
     /* The last row written as pending (to be sent), and outbox_durable when
      * the notifier was last woken after a sync: a sync that makes no new
      * pending row durable does not wake it. */

@@ -1,6 +1,6 @@
 /* Unit tests that drive the engine on a loop: a change's callback runs after
  * its commit and, with durability full, after the sync of the log on the
- * thread pool, so a test runs turns until it came. Bounded (5 s), so a lost
+ * syncer's thread, so a test runs turns until it came. Bounded (5 s), so a lost
  * callback fails the test instead of hanging it. */
 #ifndef WH_TEST_RUN_UNTIL_H
 #define WH_TEST_RUN_UNTIL_H
