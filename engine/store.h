@@ -15,7 +15,7 @@
 
 #include "engine/checkpoint.h"
 
-#define WH_STORE_SCHEMA_VERSION 4
+#define WH_STORE_SCHEMA_VERSION 5
 /* The most events a ticket holds: an event row's key is (ticket << 20) | seq. */
 #define WH_STORE_EVENT_SEQ_MAX ((1 << 20) - 1)
 /* A nullable integer column read as this value when NULL. */

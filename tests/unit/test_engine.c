@@ -1222,3 +1222,30 @@ Test(engine, a_database_outside_wal_mode_keeps_syncing_its_commits)
     cr_assert_eq(wh_store_commit(s), 0);
     wh_store_close(s);
 }
+
+/* A version 4 database has the index deadlines_due. The next open drops it
+ * and keeps every deadline row: the scheduler loads them from the table and
+ * the 报到 deadline still fires on time. */
+Test(engine, a_version_4_database_loses_the_unread_deadline_index)
+{
+    char *id = raise_ok(NULL, 0);
+    sqlite3 *db;
+
+    close_engine();
+    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "CREATE INDEX deadlines_due ON deadlines(due_at);"
+                              "PRAGMA user_version=4;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    open_engine();
+    cr_assert_eq(count_rows("PRAGMA user_version"), WH_STORE_SCHEMA_VERSION);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sqlite_master WHERE name='deadlines_due'"), 0);
+    cr_assert_eq(count_rows("SELECT count(*) FROM deadlines"), 2);
+    tick_at("2026-11-26T09:31:00+08:00");
+    cr_assert_eq(count_rows("SELECT count(*) FROM deadlines WHERE kind=0 AND step=0"), 0,
+                 "the 报到 deadline fired");
+    cr_assert_eq(count_rows("SELECT count(*) FROM deadlines"), 2, "its ladder's next step waits");
+    free(id);
+}
