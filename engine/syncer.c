@@ -22,6 +22,7 @@ struct wh_syncer_s {
     uint64_t synced;    /* the last commit a successful sync covered */
     uint64_t failed;    /* the last commit a failed sync covered */
     bool failure_unread;
+    bool waiting; /* the thread sleeps on wake: a new commit must signal it */
     bool stopping;
     wh_hist_t seconds;
 };
@@ -34,8 +35,11 @@ static void run(void *arg)
 
     uv_mutex_lock(&s->lock);
     for (;;) {
-        while (!s->stopping && (s->failure_unread || s->committed == s->attempted))
+        while (!s->stopping && (s->failure_unread || s->committed == s->attempted)) {
+            s->waiting = true;
             uv_cond_wait(&s->wake, &s->lock);
+            s->waiting = false;
+        }
         if (s->stopping)
             break;
         uint64_t target = s->committed;
@@ -111,7 +115,11 @@ uint64_t wh_syncer_committed(wh_syncer_t *s)
     uint64_t n;
     uv_mutex_lock(&s->lock);
     n = ++s->committed;
-    uv_cond_signal(&s->wake);
+    /* A thread that is syncing looks again before it sleeps: waking it
+     * costs a system call, and on a virtual machine an interrupt to the
+     * other processor, for nothing. */
+    if (s->waiting)
+        uv_cond_signal(&s->wake);
     uv_mutex_unlock(&s->lock);
     return n;
 }
@@ -123,7 +131,8 @@ void wh_syncer_poll(wh_syncer_t *s, wh_syncer_state_t *out)
     out->failed = s->failure_unread ? s->failed : 0;
     if (s->failure_unread) {
         s->failure_unread = false;
-        uv_cond_signal(&s->wake);
+        if (s->waiting)
+            uv_cond_signal(&s->wake);
     }
     uv_mutex_unlock(&s->lock);
 }
