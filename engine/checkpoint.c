@@ -6,13 +6,15 @@
 #include "engine/checkpoint.h"
 #include "engine/error.h"
 
-/* Frames (pages) in the log that start a checkpoint: SQLite's default. */
-#define START_FRAMES 1000
-/* Frames at which the writer copies the rest itself (64 MiB of 4 KiB pages). */
-#define HARD_FRAMES 16384
+/* What the writer gets back when the thread stops: SQLite's default. */
+#define SQLITE_DEFAULT_FRAMES 1000
+/* The writer copies the rest itself at this many times the start. */
+#define HARD_FACTOR 4
+#define HARD_MIN    16384
 
 struct wh_ckpt_s {
     sqlite3 *writer;
+    int start_frames, hard_frames;
     sqlite3 *db; /* the thread's own connection */
     uv_thread_t thread;
     uv_mutex_t lock; /* guards the fields below */
@@ -52,16 +54,16 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int frames)
     wh_ckpt_t *c = arg;
     bool idle;
 
-    if (frames < START_FRAMES)
+    if (frames < c->start_frames)
         return SQLITE_OK;
     uv_mutex_lock(&c->lock);
     idle = !c->running && !c->requested;
-    if (idle && frames < HARD_FRAMES) {
+    if (idle && frames < c->hard_frames) {
         c->requested = true;
         uv_cond_signal(&c->wake);
     }
     uv_mutex_unlock(&c->lock);
-    if (idle && frames >= HARD_FRAMES) {
+    if (idle && frames >= c->hard_frames) {
         /* The thread's checkpoints never found the log at rest: copy the
          * rest now, while this writer writes nothing; the next write then
          * starts the log over. */
@@ -75,7 +77,7 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int frames)
     return SQLITE_OK; /* a failed checkpoint is no failed commit */
 }
 
-int wh_ckpt_open(sqlite3 *writer, const char *path, wh_ckpt_t **out)
+int wh_ckpt_open(sqlite3 *writer, const char *path, int start_frames, wh_ckpt_t **out)
 {
     wh_ckpt_t *c = calloc(1, sizeof(*c));
     int rc;
@@ -84,6 +86,10 @@ int wh_ckpt_open(sqlite3 *writer, const char *path, wh_ckpt_t **out)
     if (c == NULL)
         return WH_ENOMEM;
     c->writer = writer;
+    c->start_frames = start_frames > 0 ? start_frames : SQLITE_DEFAULT_FRAMES;
+    c->hard_frames = c->start_frames * HARD_FACTOR;
+    if (c->hard_frames < HARD_MIN)
+        c->hard_frames = HARD_MIN;
     rc = sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     /* It syncs the log before copying and the database after, at any level
      * but OFF; it waits for no one (PASSIVE) and never writes a row. */
@@ -114,7 +120,7 @@ void wh_ckpt_close(wh_ckpt_t *c)
 {
     if (c == NULL)
         return;
-    sqlite3_wal_autocheckpoint(c->writer, START_FRAMES);
+    sqlite3_wal_autocheckpoint(c->writer, SQLITE_DEFAULT_FRAMES);
     uv_mutex_lock(&c->lock);
     c->stopping = true;
     uv_cond_signal(&c->wake);

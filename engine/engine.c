@@ -293,7 +293,7 @@ int wh_engine_open(const wh_engine_options_t *opt, wh_engine_t **out, char *err,
     if (rc == 0 && opt->durability_full)
         rc = defer_sync(e);
     if (rc == 0)
-        rc = wh_store_checkpoint_apart(e->store);
+        rc = wh_store_checkpoint_apart(e->store, e->defer_sync ? WH_CKPT_FRAMES_SYNCED : 0);
     if (rc != 0) {
         if (err[0] == '\0' && e->store != NULL)
             snprintf(err, errlen, "%s", wh_store_errmsg(e->store));

@@ -507,9 +507,9 @@ int wh_store_defer_sync(wh_store_t *s, int *wal_fd)
     return 0;
 }
 
-int wh_store_checkpoint_apart(wh_store_t *s)
+int wh_store_checkpoint_apart(wh_store_t *s, int start_frames)
 {
-    int rc = wh_ckpt_open(s->db, sqlite3_db_filename(s->db, "main"), &s->ckpt);
+    int rc = wh_ckpt_open(s->db, sqlite3_db_filename(s->db, "main"), start_frames, &s->ckpt);
     if (rc != 0)
         snprintf(s->errmsg, sizeof(s->errmsg), "cannot start the checkpoint thread: %s",
                  wh_strerror(rc));

@@ -42,9 +42,10 @@ void wh_store_close(wh_store_t *s);
 int wh_store_defer_sync(wh_store_t *s, int *wal_fd);
 /* fdatasync(fd), safe on any thread. 0 or WH_ESTORAGE. */
 int wh_store_sync(int fd);
-/* Moves the log's checkpoints off the committing thread (engine/checkpoint.h).
- * For a writable store. Returns 0 or WH_E*. */
-int wh_store_checkpoint_apart(wh_store_t *s);
+/* Moves the log's checkpoints off the committing thread (engine/checkpoint.h),
+ * starting one once the log holds start_frames frames (0: SQLite's
+ * default). For a writable store. Returns 0 or WH_E*. */
+int wh_store_checkpoint_apart(wh_store_t *s, int start_frames);
 void wh_store_checkpoint_stats(const wh_store_t *s, wh_ckpt_stats_t *out);
 /* How long a write waits for another process's lock before failing with
  * WH_ESTORAGE (the default at open is 5 s; the engine sets less, because

@@ -6,10 +6,11 @@
  * and take writes again, without a restart, once the storage is back.
  *
  * What is simulated, and how (the suite runs as root, here and in CI):
- * - disk full: var/ is a 16 MiB tmpfs (mount -t tmpfs); a filler file takes
- *   whatever the database leaves free, so SQLite's writes to the WAL and
- *   the database file fail with ENOSPC (SQLITE_FULL); removing the filler
- *   gives the space back. Without the right to mount, the test is skipped.
+ * - disk full: var/ is a tmpfs (mount -t tmpfs) of 64 MiB, room for a log
+ *   that has been checkpointed (16 MiB in the deadlines test); a filler
+ *   file takes whatever the database leaves free, so SQLite's writes to
+ *   the WAL and the database file fail with ENOSPC (SQLITE_FULL); removing
+ *   the filler gives the space back. Without the right to mount, the test is skipped.
  * - read-only: `chattr +i` on whistle.db and whistle.db-wal (root ignores
  *   permission bits, so chmod would not stop it). Writes through the
  *   daemon's open descriptors then fail with EPERM (SQLITE_IOERR_WRITE), as
@@ -31,8 +32,9 @@
 
 #include "harness.h"
 
-#define FILL_MAX 3000 /* raises before giving up on filling the disk */
-#define PRELOAD  300  /* raises before the fault: the WAL has wrapped and checkpointed */
+#define FILL_MAX    3000  /* raises before giving up on filling the disk */
+#define PRELOAD_MAX 3000  /* raises before giving up on a checkpoint before the fault */
+#define TMPFS_SIZE  "64m" /* the log reaches 32 MiB before its first checkpoint */
 
 static char var_dir[300];
 static const char *big_workflow = "fault-plain";
@@ -108,6 +110,36 @@ static wh_test_resp_t raise_big(const char *prefix, int n)
         body[k + i] = (char)('a' + (n + i) % 26);
     snprintf(body + k + 4000, sizeof(body) - (size_t)k - 4000, "\"}");
     return wh_test_try("POST", "/v1/tickets", "tok-xintan", body, NULL, 10000);
+}
+
+/* The checkpoint thread's runs so far (GET /metrics). */
+static long checkpoints(void)
+{
+    wh_test_resp_t r = wh_test_request("GET", "/metrics", "tok-super", NULL);
+    const char *key = "whistle_checkpoints_total{by=\"thread\"} ";
+    const char *at = r.body != NULL ? strstr(r.body, key) : NULL;
+    long n = at != NULL ? strtol(at + strlen(key), NULL, 10) : -1;
+    wh_test_resp_free(&r);
+    return n;
+}
+
+/* Raises until the log has been checkpointed at least once and a few more
+ * after it (so the log has started over and reuses its space), as on a
+ * daemon that has run a while. Returns the count stored. */
+static int preload(void)
+{
+    int acked = 0, after = -1;
+    for (; acked < PRELOAD_MAX && (after < 0 || after < 20); acked++) {
+        wh_test_resp_t r = raise_big("ok", acked);
+        cr_assert_eq(r.status, 201, "%d: %ld %s", acked, r.status, r.body);
+        wh_test_resp_free(&r);
+        if (after >= 0)
+            after++;
+        else if (acked % 50 == 49 && checkpoints() > 0)
+            after = 0;
+    }
+    cr_assert_geq(after, 0, "no checkpoint after %d raises", PRELOAD_MAX);
+    return acked;
 }
 
 /* Asserts SPEC §4's answer to a write that storage cannot commit. */
@@ -205,15 +237,11 @@ Test(disk, a_full_disk_is_503_then_writes_come_back)
 {
     char path[400];
     int acked = 0, refused = 0, tries;
-    if (mount("tmpfs", var_dir, "tmpfs", 0, "size=16m,mode=0755") != 0)
+    if (mount("tmpfs", var_dir, "tmpfs", 0, "size=" TMPFS_SIZE ",mode=0755") != 0)
         cr_skip_test("cannot mount a tmpfs here (%s): run as root", strerror(errno));
     mounted = true;
     wh_test_daemon_start();
-    for (; acked < PRELOAD; acked++) {
-        wh_test_resp_t r = raise_big("ok", acked);
-        cr_assert_eq(r.status, 201, "%d: %ld %s", acked, r.status, r.body);
-        wh_test_resp_free(&r);
-    }
+    acked = preload();
 
     /* The WAL reuses its own space and SQLite keeps a few free pages, so
      * writes go on for a while after the filler took the rest. */
@@ -255,7 +283,8 @@ Test(disk, a_full_disk_is_503_then_writes_come_back)
     tries = raise_until_ok(acked++);
     expect_intact(acked, "full");
     fprintf(stderr,
-            "test_disk full: %d raises stored, then %d answered 503 (16 MiB tmpfs); the first "
+            "test_disk full: %d raises stored, then %d answered 503 (" TMPFS_SIZE
+            " tmpfs); the first "
             "raise after freeing space took %d tries\n",
             acked - 1, refused, tries);
 }
@@ -266,11 +295,7 @@ Test(disk, a_read_only_database_is_503_then_writes_come_back)
 {
     int acked = 0, tries;
     wh_test_daemon_start();
-    for (; acked < PRELOAD; acked++) {
-        wh_test_resp_t r = raise_big("ok", acked);
-        cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
-        wh_test_resp_free(&r);
-    }
+    acked = preload();
     set_immutable(true);
     if (!immutable)
         cr_skip_test("chattr +i does not work on %s", var_dir);
