@@ -79,8 +79,7 @@ Test(checkpoint, a_longer_log_waits_longer, .init = setup, .fini = teardown)
 
     commit_rows(1500); /* some 4500 frames: past SQLite's 1000, below 8000 */
     usleep(50000);
-    cr_assert_eq(background_runs(c, 0), 0, "no checkpoint below %d frames",
-                 WH_CKPT_FRAMES_SYNCED);
+    cr_assert_eq(background_runs(c, 0), 0, "no checkpoint below %d frames", WH_CKPT_FRAMES_SYNCED);
     commit_rows(1200); /* past 8000 */
     cr_assert_geq(background_runs(c, 1), 1, "a checkpoint once the log passed %d frames",
                   WH_CKPT_FRAMES_SYNCED);
