@@ -619,6 +619,7 @@ static void on_synced(void *arg)
     if (e->closing)
         return; /* wh_engine_close answers what is left */
     wh_syncer_poll(e->syncer, &st);
+    bool any = e->unsynced != NULL && e->unsynced->commit <= (st.failed ? st.failed : st.synced);
     while ((op = take_unsynced(e, st.synced)) != NULL) {
         if (op->outbox_mark > e->outbox_durable)
             e->outbox_durable = op->outbox_mark;
@@ -629,6 +630,8 @@ static void on_synced(void *arg)
         while ((op = take_unsynced(e, st.failed)) != NULL)
             answer_synced(op, WH_ESTORAGE);
     }
+    if (any && e->opt.answered != NULL)
+        e->opt.answered(e->opt.answered_arg);
     if (e->outbox_pending_max > e->outbox_kicked) {
         e->outbox_kicked = e->outbox_durable;
         wh_outbox_kick(e);

@@ -48,6 +48,12 @@ typedef struct {
     int busy_timeout_ms;    /* wait for another process's write lock; 0 = 200 ms */
     const char *public_url; /* base of action links in messages; NULL: none are sent */
     int64_t action_ttl_s;   /* how long an action link stays valid; 0 = 7 days */
+    /* Durability full: called on the loop once changes a sync confirmed
+     * heard their answers, so that a server sends them at once rather than
+     * after what the loop does next in that turn (often a batch, for most
+     * of a millisecond under load). NULL: not called. */
+    void (*answered)(void *arg);
+    void *answered_arg;
 } wh_engine_options_t;
 
 /* A raise request (SPEC §4 POST /v1/tickets), already type-checked. */

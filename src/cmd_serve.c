@@ -269,6 +269,13 @@ static int attach_notifier(server_t *s, bundle_t *b)
     return rc;
 }
 
+/* The engine answered changes a sync confirmed: out they go now. */
+static void flush_answers(void *arg)
+{
+    server_t *s = arg;
+    wh_http_flush(s->http);
+}
+
 static int open_engine(server_t *s, bundle_t *b)
 {
     wh_engine_options_t opt = { .loop = &s->loop,
@@ -281,7 +288,9 @@ static int open_engine(server_t *s, bundle_t *b)
                                 .ncalendars = b->ncals,
                                 .tz = b->tz,
                                 .public_url = b->cfg->public_url,
-                                .action_ttl_s = b->cfg->action_ttl_s };
+                                .action_ttl_s = b->cfg->action_ttl_s,
+                                .answered = flush_answers,
+                                .answered_arg = s };
     wh_api_state_t st = { .cfg = b->cfg,
                           .workflows = (const wh_workflow_t *const *)b->wfs,
                           .nworkflows = b->nwfs,

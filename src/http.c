@@ -72,6 +72,7 @@ struct wh_http_s {
     bool quiesced;
     bool stopping; /* the loop handles are closing */
     bool rerun;    /* a connection closed during MHD_run: run it again */
+    bool kicked;   /* answers wait for the next MHD_run */
     size_t inflight;
     wh_http_req_t *suspended;
     conn_t *conns;
@@ -81,6 +82,7 @@ static void rearm(wh_http_t *h);
 
 static void run_mhd(wh_http_t *h)
 {
+    h->kicked = false;
     MHD_run(h->d);
     rearm(h);
 }
@@ -116,7 +118,14 @@ static void kick(wh_http_t *h)
 {
     if (h->stopping)
         return;
+    h->kicked = true;
     uv_timer_start(&h->timer, on_timer, 0, 0);
+}
+
+void wh_http_flush(wh_http_t *h)
+{
+    if (h != NULL && h->kicked && !h->stopping)
+        run_mhd(h);
 }
 
 static void unlink_suspended(wh_http_req_t *r)

@@ -54,6 +54,9 @@ int wh_http_port(const wh_http_t *h);
 void wh_http_quiesce(wh_http_t *h);
 /* Requests received or being received and not yet fully answered. */
 size_t wh_http_inflight(const wh_http_t *h);
+/* Sends the answers given since the daemon last ran (wh_http_respond) now
+ * rather than at the loop's next turn. Accepts NULL. */
+void wh_http_flush(wh_http_t *h);
 /* Answers every request still waiting with 503, stops the daemon and closes
  * the loop handles; the server is freed by their close callbacks. Accepts
  * NULL. */
