@@ -8,8 +8,9 @@
 
 /* What the writer gets back when the thread stops: SQLite's default. */
 #define SQLITE_DEFAULT_FRAMES 1000
-/* The writer copies the rest itself at this many times the start. */
-#define HARD_FACTOR 4
+/* The writer copies the rest itself at twice the start, and not before the
+ * log holds 16384 frames (64 MiB of 4 KiB pages). */
+#define HARD_FACTOR 2
 #define HARD_MIN    16384
 
 struct wh_ckpt_s {

@@ -31,7 +31,7 @@ typedef struct wh_ckpt_s wh_ckpt_t;
 /* Takes over the checkpoints of writer (a WAL connection to path): opens a
  * second connection and starts its thread, which checkpoints once the log
  * holds start_frames frames (0: SQLite's default, 1000); the writer copies
- * the rest itself at four times that (at least 16384). Returns 0 or WH_E*;
+ * the rest itself at twice that (at least 16384). Returns 0 or WH_E*;
  * on failure the writer keeps SQLite's automatic checkpoints. */
 int wh_ckpt_open(sqlite3 *writer, const char *path, int start_frames, wh_ckpt_t **out);
 /* Waits for a checkpoint in progress, stops the thread, closes its
