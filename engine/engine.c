@@ -792,6 +792,7 @@ void wh_engine_close(wh_engine_t *e)
             answer_synced(op, 0);
         while ((op = take_unsynced(e, st.failed)) != NULL)
             answer_synced(op, WH_ESTORAGE);
+        e->syncer = NULL; /* freed once its handle is closed */
         rc = e->unsynced != NULL ? wh_store_sync(e->wal_fd) : 0;
         while ((op = take_unsynced(e, UINT64_MAX)) != NULL)
             answer_synced(op, rc);
