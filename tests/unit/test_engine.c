@@ -629,23 +629,27 @@ Test(engine, messages_carry_the_event_as_the_api_shows_it)
     free(id);
 }
 
+/* Closes the engine and runs sql on its database file, as an older whistle
+ * would have left it; the caller opens the engine again. */
+static void rewrite_closed_db(const char *sql)
+{
+    sqlite3 *db;
+    close_engine();
+    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
 /* A version 2 database (with the three ticket indexes version 3 drops)
  * is brought to version 3 at the next open, its tickets kept. */
 Test(engine, a_version_2_database_is_migrated)
 {
     char *id = raise_ok(NULL, 0);
-    sqlite3 *db;
 
-    close_engine();
-    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db,
-                              "CREATE INDEX tickets_updated ON tickets(updated_at);"
-                              "CREATE INDEX tickets_raiser ON tickets(raiser, created_at);"
-                              "CREATE INDEX tickets_state ON tickets(state, created_at);"
-                              "PRAGMA user_version=2;",
-                              NULL, NULL, NULL),
-                 SQLITE_OK, "%s", sqlite3_errmsg(db));
-    sqlite3_close(db);
+    rewrite_closed_db("CREATE INDEX tickets_updated ON tickets(updated_at);"
+                      "CREATE INDEX tickets_raiser ON tickets(raiser, created_at);"
+                      "CREATE INDEX tickets_state ON tickets(state, created_at);"
+                      "PRAGMA user_version=2;");
     open_engine();
     cr_assert_eq(count_rows("PRAGMA user_version"), WH_STORE_SCHEMA_VERSION);
     cr_assert_eq(count_rows("SELECT count(*) FROM sqlite_master WHERE name IN "
@@ -668,22 +672,15 @@ Test(engine, a_version_3_database_gets_its_event_log_rebuilt)
     cr_assert_eq(o.status, 200, "%s", o.message);
     json_decref(o.ticket);
     json_t *before[] = { events_of(first), events_of(second) };
-    sqlite3 *db;
 
-    close_engine();
-    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db,
-                              "CREATE TABLE v3(ticket INTEGER NOT NULL, seq INTEGER NOT NULL,"
-                              " at INTEGER NOT NULL, event TEXT NOT NULL, actor TEXT NOT NULL,"
-                              " from_state TEXT, to_state TEXT, note TEXT, data TEXT NOT NULL,"
-                              " hash TEXT NOT NULL, PRIMARY KEY(ticket, seq)) WITHOUT ROWID;"
-                              "INSERT INTO v3 SELECT ticket, seq, at, event, actor, from_state,"
-                              " to_state, note, data, hash FROM events;"
-                              "DROP TABLE events; ALTER TABLE v3 RENAME TO events;"
-                              "PRAGMA user_version=3;",
-                              NULL, NULL, NULL),
-                 SQLITE_OK, "%s", sqlite3_errmsg(db));
-    sqlite3_close(db);
+    rewrite_closed_db("CREATE TABLE v3(ticket INTEGER NOT NULL, seq INTEGER NOT NULL,"
+                      " at INTEGER NOT NULL, event TEXT NOT NULL, actor TEXT NOT NULL,"
+                      " from_state TEXT, to_state TEXT, note TEXT, data TEXT NOT NULL,"
+                      " hash TEXT NOT NULL, PRIMARY KEY(ticket, seq)) WITHOUT ROWID;"
+                      "INSERT INTO v3 SELECT ticket, seq, at, event, actor, from_state,"
+                      " to_state, note, data, hash FROM events;"
+                      "DROP TABLE events; ALTER TABLE v3 RENAME TO events;"
+                      "PRAGMA user_version=3;");
     cr_assert_eq(count_rows("SELECT count(*) FROM pragma_table_info('events') WHERE name='id'"), 0);
     open_engine();
     cr_assert_eq(count_rows("PRAGMA user_version"), WH_STORE_SCHEMA_VERSION);
@@ -1229,16 +1226,9 @@ Test(engine, a_database_outside_wal_mode_keeps_syncing_its_commits)
 Test(engine, a_version_4_database_loses_the_unread_deadline_index)
 {
     char *id = raise_ok(NULL, 0);
-    sqlite3 *db;
 
-    close_engine();
-    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db,
-                              "CREATE INDEX deadlines_due ON deadlines(due_at);"
-                              "PRAGMA user_version=4;",
-                              NULL, NULL, NULL),
-                 SQLITE_OK, "%s", sqlite3_errmsg(db));
-    sqlite3_close(db);
+    rewrite_closed_db("CREATE INDEX deadlines_due ON deadlines(due_at);"
+                      "PRAGMA user_version=4;");
     open_engine();
     cr_assert_eq(count_rows("PRAGMA user_version"), WH_STORE_SCHEMA_VERSION);
     cr_assert_eq(count_rows("SELECT count(*) FROM sqlite_master WHERE name='deadlines_due'"), 0);
