@@ -31,6 +31,8 @@
 # The figures in docs/PERFORMANCE.md ("HTTP") come from `bench/http.sh`.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 build=${WH_BUILD:-$root/build/plain}
 bin=$build/whistle
 lua=$root/bench/http.lua
@@ -74,23 +76,8 @@ trap cleanup EXIT
 cp "$bin" "$tmp/whistle"
 bin=$tmp/whistle
 
-# The example city with absolute paths, a fresh database and durability full.
-# Its departments lose their webhooks: every raise still composes its
-# message and writes it to the outbox in the change's transaction, but the
-# notifier records it as no_endpoint instead of sending it. Sending is
-# bench/deliveries.sh's measure; here the example's receivers (port 9000)
-# would not be running, and tens of thousands of refused connections
-# retried in waves would be measured instead of the API.
-sed -e "s|^database:.*|database: $tmp/whistle.db|" \
-    -e "s|^workflows:.*|workflows: $root/workflows|" \
-    -e "s|: calendars/|: $root/examples/calendars/|" \
-    -e "s|^durability:.*|durability: full|" \
-    -e "/^    webhook:/d" -e "/^      url: http/d" -e "/^      secret: whsec_/d" \
-    "$root/examples/whistle.yaml" >"$tmp/whistle.yaml"
-if grep -q 'whsec_\|webhook:' "$tmp/whistle.yaml"; then
-  echo "bench/http.sh: could not take the webhooks out of the example config" >&2
-  exit 1
-fi
+# The example city, webhooks taken out (bench/lib.sh says why).
+bench_config "$root" "$tmp/whistle.db" "$tmp/whistle.yaml" || exit 1
 
 "$bin" serve -c "$tmp/whistle.yaml" --listen 127.0.0.1:0 2>"$tmp/daemon.log" &
 pid=$!

@@ -19,6 +19,8 @@
 # then the means over the pairs, and in how many pairs B raised faster.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 lua=$root/bench/http.lua
 pairs=8 secs=4 conns=32
 while getopts "n:d:c:" o; do
@@ -65,12 +67,7 @@ field() { tr ' ' '\n' <"$tmp/wrk.out" | sed -n "s/^$1=//p"; }
 run() {
   local name=$1 dir=$tmp/run
   rm -rf "$dir" && mkdir "$dir"
-  sed -e "s|^database:.*|database: $dir/whistle.db|" \
-      -e "s|^workflows:.*|workflows: $root/workflows|" \
-      -e "s|: calendars/|: $root/examples/calendars/|" \
-      -e "s|^durability:.*|durability: full|" \
-      -e "/^    webhook:/d" -e "/^      url: http/d" -e "/^      secret: whsec_/d" \
-      "$root/examples/whistle.yaml" >"$dir/whistle.yaml"
+  bench_config "$root" "$dir/whistle.db" "$dir/whistle.yaml" || exit 1
   "$tmp/$name" serve -c "$dir/whistle.yaml" --listen 127.0.0.1:0 2>"$dir/daemon.log" &
   pid=$!
   url=""
