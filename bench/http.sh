@@ -63,10 +63,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/whistle-http.XXXXXX")
 pid=""
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
-  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
+  bench_stop "$pid"
   if [[ $keep -eq 1 ]]; then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -79,16 +76,7 @@ bin=$tmp/whistle
 # The example city, webhooks taken out (bench/lib.sh says why).
 bench_config "$root" "$tmp/whistle.db" "$tmp/whistle.yaml" || exit 1
 
-"$bin" serve -c "$tmp/whistle.yaml" --listen 127.0.0.1:0 2>"$tmp/daemon.log" &
-pid=$!
-url=""
-for _ in $(seq 100); do
-  url=$(sed -n 's/^whistle: listening on //p' "$tmp/daemon.log")
-  [[ -n $url ]] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$tmp/daemon.log" >&2; exit 1; }
-  sleep 0.1
-done
-[[ -n $url ]] || { echo "bench/http.sh: the daemon did not start" >&2; exit 1; }
+bench_serve "$bin" "$tmp/whistle.yaml" "$tmp/daemon.log" || exit 1
 
 # run NAME MODE RATE FIRST LAST TOKEN: one wrk run; its RESULT line goes to
 # $tmp/NAME. wrk's -d is SECONDS + 3 so the last answers arrive (see http.lua).

@@ -23,3 +23,30 @@ bench_config() {
     return 1
   fi
 }
+
+# bench_stop PID: stops a daemon still running (SIGTERM) and waits for it.
+# For EXIT traps: never fails.
+bench_stop() {
+  if [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; then
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+  fi
+}
+
+# bench_serve BIN CONFIG LOG: starts `BIN serve -c CONFIG` on a free port
+# of 127.0.0.1, its stderr to LOG, and waits until it listens (at most
+# 10 s). Sets pid and url; returns 1, the log on stderr, if it did not start.
+bench_serve() {
+  "$1" serve -c "$2" --listen 127.0.0.1:0 2>"$3" &
+  pid=$!
+  url=""
+  for _ in $(seq 100); do
+    url=$(sed -n 's/^whistle: listening on //p' "$3")
+    [[ -n $url ]] && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "bench: the daemon did not start:" >&2
+  cat "$3" >&2
+  return 1
+}

@@ -43,10 +43,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/whistle-pair.XXXXXX")
 pid=""
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
-  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
+  bench_stop "$pid"
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -68,15 +65,7 @@ run() {
   local name=$1 dir=$tmp/run
   rm -rf "$dir" && mkdir "$dir"
   bench_config "$root" "$dir/whistle.db" "$dir/whistle.yaml" || exit 1
-  "$tmp/$name" serve -c "$dir/whistle.yaml" --listen 127.0.0.1:0 2>"$dir/daemon.log" &
-  pid=$!
-  url=""
-  for _ in $(seq 100); do
-    url=$(sed -n 's/^whistle: listening on //p' "$dir/daemon.log")
-    [[ -n $url ]] && break
-    sleep 0.1
-  done
-  [[ -n $url ]] || { echo "bench/pair.sh: $name did not start:" >&2; cat "$dir/daemon.log" >&2; exit 1; }
+  bench_serve "$tmp/$name" "$dir/whistle.yaml" "$dir/daemon.log" || exit 1
 
   wrk -t2 -c"$conns" -d"$((secs + 2))s" --timeout 10s -s "$lua" "$url" -- healthz "$secs" 0 1 0 "" 2 \
     >"$tmp/wrk.out"
