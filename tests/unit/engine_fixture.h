@@ -28,6 +28,8 @@ static wh_engine_calendar_t cals[1];
 static const wh_workflow_t *wfs[2];
 static size_t nwfs;
 static bool fixture_full; /* durability full */
+/* The engine's `answered` hook for the next open_engine (NULL: none). */
+static void (*fixture_answered)(void *arg);
 static wh_tz_t *tz;
 static wh_engine_t *eng;
 static char dbpath[256];
@@ -56,7 +58,8 @@ static inline void open_engine(void)
                                 .calendars = cals,
                                 .ncalendars = 1,
                                 .tz = tz,
-                                .now = now_fn };
+                                .now = now_fn,
+                                .answered = fixture_answered };
     char err[256] = "";
     cr_assert_eq(wh_engine_open(&opt, &eng, err, sizeof(err)), 0, "%s", err);
 }

@@ -1239,3 +1239,38 @@ Test(engine, a_version_4_database_loses_the_unread_deadline_index)
     cr_assert_eq(count_rows("SELECT count(*) FROM deadlines"), 2, "its ladder's next step waits");
     free(id);
 }
+
+/* With durability full a change is answered once the sync that covers its
+ * commit returned; then the engine calls its `answered` hook, after the
+ * callbacks of the changes that sync confirmed, so that a server can send
+ * their answers at once. */
+static int answered_calls;
+static bool answered_after_callback;
+static outcome_t *answered_watch;
+
+static void count_answered(void *arg)
+{
+    (void)arg;
+    answered_calls++;
+    if (answered_watch != NULL && answered_watch->done)
+        answered_after_callback = true;
+}
+
+Test(engine, the_answered_hook_runs_after_the_answers_a_sync_confirmed)
+{
+    fixture_answered = count_answered;
+    close_engine();
+    open_engine();
+    outcome_t o = { 0 };
+    wh_raise_req_t req = { .workflow = raise_workflow, .category = "fire-safety", .title = "t" };
+    answered_watch = &o;
+    cr_assert_eq(wh_engine_raise(eng, "xintan-street", &req, NULL, NULL, on_result, &o), 0);
+    run(&o);
+    WH_RUN_UNTIL(&loop, answered_calls > 0);
+    cr_assert_eq(o.status, 201, "%s", o.message);
+    cr_assert_geq(answered_calls, 1, "the hook did not run");
+    cr_assert(answered_after_callback, "the hook ran before the change's callback");
+    json_decref(o.ticket);
+    answered_watch = NULL;
+    fixture_answered = NULL;
+}
