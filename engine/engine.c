@@ -159,7 +159,8 @@ static int defer_sync(wh_engine_t *e)
     if (rc == 0)
         rc = wh_store_sync(e->wal_fd);
     if (rc == 0)
-        rc = wh_syncer_open(e->opt.loop, e->wal_fd, on_synced, e, &e->syncer);
+        rc = wh_syncer_open(e->opt.loop, e->wal_fd, &e->stats.sync_seconds, on_synced, e,
+                            &e->syncer);
     if (rc == 0) {
         e->defer_sync = true;
         e->outbox_durable = outbox_max_id(e);
@@ -609,28 +610,40 @@ static wh_op_t *take_unsynced(wh_engine_t *e, uint64_t upto)
     return op;
 }
 
-/* The syncer's thread ended syncs: answers the changes they covered. */
-static void on_synced(void *arg)
+/* Answers the changes the syncer's syncs have covered: those a sync
+ * confirmed, then those a failed one covered. Returns whether it answered
+ * any. */
+static bool answer_covered(wh_engine_t *e)
 {
-    wh_engine_t *e = arg;
     wh_syncer_state_t st;
     wh_op_t *op;
+    bool any = false;
 
-    if (e->closing)
-        return; /* wh_engine_close answers what is left */
     wh_syncer_poll(e->syncer, &st);
-    bool any = e->unsynced != NULL && e->unsynced->commit <= (st.failed ? st.failed : st.synced);
     while ((op = take_unsynced(e, st.synced)) != NULL) {
         if (op->outbox_mark > e->outbox_durable)
             e->outbox_durable = op->outbox_mark;
         answer_synced(op, 0);
+        any = true;
     }
     if (st.failed != 0) {
         fprintf(stderr, "whistle: fdatasync of the log failed: %s\n", wh_strerror(WH_ESTORAGE));
-        while ((op = take_unsynced(e, st.failed)) != NULL)
+        while ((op = take_unsynced(e, st.failed)) != NULL) {
             answer_synced(op, WH_ESTORAGE);
+            any = true;
+        }
     }
-    if (any && e->opt.answered != NULL)
+    return any;
+}
+
+/* The syncer's thread ended syncs: answers the changes they covered. */
+static void on_synced(void *arg)
+{
+    wh_engine_t *e = arg;
+
+    if (e->closing)
+        return; /* wh_engine_close answers what is left */
+    if (answer_covered(e) && e->opt.answered != NULL)
         e->opt.answered(e->opt.answered_arg);
     if (e->outbox_pending_max > e->outbox_kicked) {
         e->outbox_kicked = e->outbox_durable;
@@ -781,17 +794,12 @@ void wh_engine_close(wh_engine_t *e)
         /* The thread stops after the sync it runs; what it confirmed is
          * answered, and everything else committed is synced here, on the
          * loop: the callers hear before close returns. */
-        wh_syncer_state_t st;
         wh_op_t *op;
         int rc;
 
         wh_syncer_close(e->syncer, syncer_closed);
         e->open_handles++;
-        wh_syncer_poll(e->syncer, &st);
-        while ((op = take_unsynced(e, st.synced)) != NULL)
-            answer_synced(op, 0);
-        while ((op = take_unsynced(e, st.failed)) != NULL)
-            answer_synced(op, WH_ESTORAGE);
+        answer_covered(e);
         e->syncer = NULL; /* freed once its handle is closed */
         rc = e->unsynced != NULL ? wh_store_sync(e->wal_fd) : 0;
         while ((op = take_unsynced(e, UINT64_MAX)) != NULL)

@@ -27,8 +27,6 @@ struct wh_syncer_s {
     wh_hist_t seconds;
 };
 
-static const double sync_bounds[] = { .001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5 };
-
 static void run(void *arg)
 {
     wh_syncer_t *s = arg;
@@ -71,8 +69,8 @@ static void on_wake(uv_async_t *h)
     s->on_synced(s->arg);
 }
 
-int wh_syncer_open(uv_loop_t *loop, int fd, void (*on_synced)(void *arg), void *arg,
-                   wh_syncer_t **out)
+int wh_syncer_open(uv_loop_t *loop, int fd, const wh_hist_t *seconds, void (*on_synced)(void *arg),
+                   void *arg, wh_syncer_t **out)
 {
     wh_syncer_t *s = calloc(1, sizeof(*s));
 
@@ -82,7 +80,7 @@ int wh_syncer_open(uv_loop_t *loop, int fd, void (*on_synced)(void *arg), void *
     s->fd = fd;
     s->on_synced = on_synced;
     s->arg = arg;
-    wh_hist_init(&s->seconds, sync_bounds, sizeof(sync_bounds) / sizeof(sync_bounds[0]));
+    s->seconds = *seconds;
     if (uv_mutex_init(&s->lock) != 0) {
         free(s);
         return WH_ENOMEM;

@@ -22,10 +22,12 @@
 
 typedef struct wh_syncer_s wh_syncer_t;
 
-/* Starts the thread syncing fd. on_synced(arg) runs on the loop after
- * syncs ended (several may end before it runs). Returns 0 or WH_ENOMEM. */
-int wh_syncer_open(uv_loop_t *loop, int fd, void (*on_synced)(void *arg), void *arg,
-                   wh_syncer_t **out);
+/* Starts the thread syncing fd. The syncs' durations (seconds) go into a
+ * copy of the histogram seconds (its bounds, and counts to start from).
+ * on_synced(arg) runs on the loop after syncs ended (several may end before
+ * it runs). Returns 0 or WH_ENOMEM. */
+int wh_syncer_open(uv_loop_t *loop, int fd, const wh_hist_t *seconds, void (*on_synced)(void *arg),
+                   void *arg, wh_syncer_t **out);
 /* On the loop, after a commit: the commit's number (1, 2, …), which the
  * thread syncs next. */
 uint64_t wh_syncer_committed(wh_syncer_t *s);

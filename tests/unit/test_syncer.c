@@ -40,6 +40,16 @@ static int temp_file(void)
     return fd;
 }
 
+/* Opens p->s on loop, syncing fd, its durations in a histogram of four
+ * bounds. */
+static void open_syncer(uv_loop_t *loop, int fd, probe_t *p)
+{
+    static const double bounds[] = { .001, .01, .1, 1 };
+    wh_hist_t shape;
+    wh_hist_init(&shape, bounds, 4);
+    cr_assert_eq(wh_syncer_open(loop, fd, &shape, on_synced, p, &p->s), 0);
+}
+
 static void close_all(uv_loop_t *loop, probe_t *p)
 {
     wh_syncer_close(p->s, on_closed);
@@ -55,7 +65,7 @@ Test(syncer, every_commit_is_synced_and_the_loop_hears_it)
     int fd = temp_file();
 
     uv_loop_init(&loop);
-    cr_assert_eq(wh_syncer_open(&loop, fd, on_synced, &p, &p.s), 0);
+    open_syncer(&loop, fd, &p);
     for (uint64_t i = 1; i <= 200; i++) {
         cr_assert_eq(wh_syncer_committed(p.s), i);
         if (i % 7 == 0)
@@ -68,6 +78,7 @@ Test(syncer, every_commit_is_synced_and_the_loop_hears_it)
 
     wh_hist_t h;
     wh_syncer_seconds(p.s, &h);
+    cr_assert_eq(h.nbounds, 4, "the durations go into the histogram given");
     cr_assert_gt(h.count, 0);
     cr_assert_leq(h.count, 200, "one sync covers every commit counted before it began");
     close_all(&loop, &p);
@@ -83,7 +94,7 @@ Test(syncer, a_failed_sync_is_reported_once_then_later_commits_sync)
     /* fdatasync fails on a pipe (EINVAL); the same number then names a file. */
     cr_assert_eq(pipe(pipefd), 0);
     uv_loop_init(&loop);
-    cr_assert_eq(wh_syncer_open(&loop, pipefd[0], on_synced, &p, &p.s), 0);
+    open_syncer(&loop, pipefd[0], &p);
     cr_assert_eq(wh_syncer_committed(p.s), 1);
     cr_assert_eq(wh_syncer_committed(p.s), 2);
     WH_RUN_UNTIL(&loop, p.failed_seen == 2);
@@ -109,7 +120,7 @@ Test(syncer, close_with_commits_left_returns_and_leaves_them_to_the_caller)
     wh_syncer_state_t st;
 
     uv_loop_init(&loop);
-    cr_assert_eq(wh_syncer_open(&loop, fd, on_synced, &p, &p.s), 0);
+    open_syncer(&loop, fd, &p);
     for (int i = 0; i < 50; i++)
         wh_syncer_committed(p.s);
     wh_syncer_close(p.s, on_closed);
