@@ -24,6 +24,10 @@
 #   healthz half GET /healthz at that same rate: the latency reference
 # then stops the daemon (SIGTERM), counts tickets and report events in the
 # database against the 201s and 200s that wrk saw, and runs `whistle verify`.
+# Each run also counts CPU time: the whole machine's (every core), the
+# daemon's, its loop thread's and wrk's, per answered request; a table
+# of them follows the figures, with the share the raise would reach if it
+# kept the cores as busy as /healthz does.
 # Last, bench/store.sh's plain SQLite loop writes the rows of 20,000 raises
 # at the mean batch size the raise run committed (from /metrics): what
 # SQLite alone does with commits that size, as a second reference.
@@ -87,16 +91,52 @@ run() {
     perf record -q --call-graph dwarf,16384 -F 499 -p "$pid" -o "$tmp/perf-$name.data" -- sleep "$active" 2>/dev/null &
     perfpid=$!
   fi
+  local cpu0 cpu1
+  times >"$tmp/times"
+  cpu0=$(cpu_ticks)
   wrk -t"$threads" -c"$conns" -d"$((active + 3))s" --timeout 10s -s "$lua" "$url" \
     -- "$mode" "$active" "$rate" "$first" "$last" "$token" "$threads" >"$tmp/$name.out"
+  times >"$tmp/times"
+  cpu1=$(cpu_ticks)
   grep '^RESULT ' "$tmp/$name.out" >"$tmp/$name" ||
     { cat "$tmp/$name.out" >&2; exit 1; }
+  # CPU per answered request, in microseconds, appended to the RESULT line.
+  local answered
+  answered=$(get "$name" answered)
+  awk -v a="$cpu0" -v b="$cpu1" -v hz="$hz" -v n="$answered" '
+    BEGIN {
+      split(a, x, " "); split(b, y, " ")
+      if (n <= 0) exit
+      us = 1e6 / hz / n
+      machine = (y[1] - x[1]) * us; daemon = (y[2] - x[2]) * us
+      loop = (y[3] - x[3]) * us; wrk = (y[4] - x[4]) * us
+      printf " cpu_machine=%.1f cpu_daemon=%.1f cpu_loop=%.1f cpu_wrk=%.1f cpu_other=%.1f",
+        machine, daemon, loop, wrk, machine - daemon - wrk
+    }' >>"$tmp/$name"
   if [[ -n $perfpid ]]; then
     wait "$perfpid" || true
     { perf report --stdio --children --sort symbol -g none --percent-limit 2 -i "$tmp/perf-$name.data" 2>/dev/null || true; } | head -150 >"$report" || true
     echo "$name: profile in $report" >&2
   fi
   echo "$name: $(cut -d' ' -f2- "$tmp/$name")" >&2
+}
+# cpu_ticks: CPU time used so far, in clock ticks, as "MACHINE DAEMON LOOP
+# WRK": the whole machine (every core, from /proc/stat; idle, iowait and
+# steal, the time other guests took, left out), the daemon's process, its
+# loop thread (the main thread), and the children this shell has waited for
+# (wrk): the output of bash's `times`, which the caller writes to
+# $tmp/times first (in a command substitution it would count the
+# subshell's children).
+hz=$(getconf CLK_TCK)
+cpu_ticks() {
+  local machine daemon loop wrk
+  machine=$(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 }' /proc/stat)
+  daemon=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+  loop=$(awk '{ print $14 + $15 }' "/proc/$pid/task/$pid/stat")
+  wrk=$(awk -v hz="$hz" 'NR == 2 {
+      split($1, u, /[ms]/); split($2, s, /[ms]/)
+      printf "%.0f", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * hz }' "$tmp/times")
+  echo "$machine $daemon $loop $wrk"
 }
 # get NAME KEY: one value of a RESULT line (0 when absent).
 get() {
@@ -160,6 +200,12 @@ echo "$verify" >&2
 [[ $verify == *"every hash chain intact"* ]] || fail=1
 
 ceiling=$(get healthz rate)
+# busy NAME: the share of the machine's cores the run kept busy, from the
+# first send to the last answer.
+busy() {
+  awk -v c="$(get "$1" cpu_machine)" -v r="$(get "$1" rate)" -v n="$(nproc)" 'BEGIN {
+      if (c > 0 && r > 0) printf "%.0f %%", 100 * c * r / 1e6 / n; else print "-" }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f %%", 100 * a / b; else print "-" }'; }
 ms() { awk -v a="$1" 'BEGIN { printf "%.2f ms", a }'; }
 xs() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "-" }'; }
@@ -192,6 +238,22 @@ printf 'half-rate runs: events %.0f/s achieved (%s sends late), healthz %.0f/s a
   "$(get events_half rate)" "$(get events_half late)" "$(get healthz_half rate)" "$(get healthz_half late)"
 printf 'events max run: %s requests in %s s (tickets available: %s)\n' \
   "$(get events answered)" "$(get events secs)" "$split"
+echo
+echo "CPU per answered request, µs (machine = every core: the daemon, wrk and the rest, such as the kernel's network work):"
+echo
+echo "| run | machine | daemon | – its loop thread | wrk | rest |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+for r in healthz raise events events_half; do
+  printf '| %s | %.1f | %.1f | %.1f | %.1f | %.1f |\n' "$r" "$(get $r cpu_machine)" "$(get $r cpu_daemon)" \
+    "$(get $r cpu_loop)" "$(get $r cpu_wrk)" "$(get $r cpu_other)"
+done
+echo
+# If the raise run used the machine's CPU as fully as the healthz run did,
+# its rate would be the healthz rate times this.
+printf 'healthz machine CPU / raise machine CPU: %s (the raise share of healthz if both runs kept the cores equally busy)\n' \
+  "$(ratio "$(get healthz cpu_machine)" "$(get raise cpu_machine)")"
+printf 'machine busy while sending: healthz %s, raise %s\n' \
+  "$(busy healthz)" "$(busy raise)"
 echo "$verify"
 
 # One machine-readable line per headline figure, for bench/run's table:
@@ -201,6 +263,8 @@ yes_no() { if awk "BEGIN { exit !($1) }"; then echo met; else echo missed; fi; }
 hz_p99=$(get healthz_half p99)
 printf 'RESULT\thttp: POST /v1/tickets, requests/s (all 201, durability full, %s connections)\t%.0f /s\t%.0f /s (GET /healthz, same server)\t%s\t≥ 30 %% of healthz\t%s\n' \
   "$conns" "$raise_rate" "$ceiling" "$(ratio "$raise_rate" "$ceiling")" "$(yes_no "$raise_rate >= 0.3 * $ceiling")"
+printf 'RESULT\thttp: CPU of the whole machine per request, µs: POST /v1/tickets against GET /healthz (lower is better)\t%.1f µs\t%.1f µs (GET /healthz)\t%s\t-\t-\n' \
+  "$(get raise cpu_machine)" "$(get healthz cpu_machine)" "$(ratio "$(get healthz cpu_machine)" "$(get raise cpu_machine)")"
 printf 'RESULT\thttp: POST /v1/tickets beside a plain SQLite loop at its mean batch (%s per commit)\t%.0f /s\t%.0f /s (bench/store.sh plain loop, -b %s)\t%s\t-\t-\n' \
   "$batch" "$raise_rate" "$plain" "$batch" "$(ratio "$raise_rate" "$plain")"
 printf 'RESULT\thttp: POST /v1/tickets/{id}/events (report), max requests/s\t%.0f /s\t%.0f /s (GET /healthz, same server)\t%s\t-\t-\n' \
