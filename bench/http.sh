@@ -129,14 +129,13 @@ run() {
 # subshell's children).
 hz=$(getconf CLK_TCK)
 cpu_ticks() {
-  local machine daemon loop wrk
+  local machine daemon_loop wrk
   machine=$(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 }' /proc/stat)
-  daemon=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
-  loop=$(awk '{ print $14 + $15 }' "/proc/$pid/task/$pid/stat")
+  daemon_loop=$(bench_ticks "$pid")
   wrk=$(awk -v hz="$hz" 'NR == 2 {
       split($1, u, /[ms]/); split($2, s, /[ms]/)
       printf "%.0f", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * hz }' "$tmp/times")
-  echo "$machine $daemon $loop $wrk"
+  echo "$machine $daemon_loop $wrk"
 }
 # get NAME KEY: one value of a RESULT line (0 when absent).
 get() {

@@ -50,3 +50,9 @@ bench_serve() {
   cat "$3" >&2
   return 1
 }
+
+# bench_ticks PID: CPU time (user + system, in clock ticks) used so far by
+# process PID and by its main thread, the loop: "PROCESS LOOP".
+bench_ticks() {
+  echo "$(awk '{ print $14 + $15 }' "/proc/$1/stat") $(awk '{ print $14 + $15 }' "/proc/$1/task/$1/stat")"
+}

@@ -50,9 +50,6 @@ trap cleanup EXIT
 cp "$1" "$tmp/A"
 cp "$2" "$tmp/B"
 
-# CPU ticks of the loop thread (the main thread) and of the whole process.
-ticks() { awk '{print $14 + $15}' "/proc/$pid/task/$pid/stat"; }
-pticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 wchar() { awk '/^wchar/ {print $2}' "/proc/$pid/io"; }
 metric() {
   curl -s -H "Authorization: Bearer demo-supervisor-token" "$url/metrics" |
@@ -73,11 +70,11 @@ run() {
   local sc0 ss0 bc0 bs0 l0 p0 w0
   sc0=$(metric whistle_log_sync_duration_seconds_count); ss0=$(metric whistle_log_sync_duration_seconds_sum)
   bc0=$(metric whistle_commit_batch_size_count); bs0=$(metric whistle_commit_batch_size_sum)
-  l0=$(ticks); p0=$(pticks); w0=$(wchar)
+  read -r p0 l0 < <(bench_ticks "$pid"); w0=$(wchar)
   wrk -t2 -c"$conns" -d"$((secs + 2))s" --timeout 10s -s "$lua" "$url" -- raise "$secs" 0 1 0 \
     demo-xintan-token 2 >"$tmp/wrk.out"
   local l1 p1 w1 sc1 ss1 bc1 bs1
-  l1=$(ticks); p1=$(pticks); w1=$(wchar)
+  read -r p1 l1 < <(bench_ticks "$pid"); w1=$(wchar)
   sc1=$(metric whistle_log_sync_duration_seconds_count); ss1=$(metric whistle_log_sync_duration_seconds_sum)
   bc1=$(metric whistle_commit_batch_size_count); bs1=$(metric whistle_commit_batch_size_sum)
   local n rate p50

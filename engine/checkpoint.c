@@ -7,7 +7,7 @@
 #include "engine/error.h"
 
 /* What the writer gets back when the thread stops: SQLite's default. */
-#define SQLITE_DEFAULT_FRAMES 1000
+#define DEFAULT_START_FRAMES 1000
 /* The writer copies the rest itself at twice the start, and not before the
  * log holds 16384 frames (64 MiB of 4 KiB pages). */
 #define HARD_FACTOR 2
@@ -87,7 +87,7 @@ int wh_ckpt_open(sqlite3 *writer, const char *path, int start_frames, wh_ckpt_t 
     if (c == NULL)
         return WH_ENOMEM;
     c->writer = writer;
-    c->start_frames = start_frames > 0 ? start_frames : SQLITE_DEFAULT_FRAMES;
+    c->start_frames = start_frames > 0 ? start_frames : DEFAULT_START_FRAMES;
     c->hard_frames = c->start_frames * HARD_FACTOR;
     if (c->hard_frames < HARD_MIN)
         c->hard_frames = HARD_MIN;
@@ -121,7 +121,7 @@ void wh_ckpt_close(wh_ckpt_t *c)
 {
     if (c == NULL)
         return;
-    sqlite3_wal_autocheckpoint(c->writer, SQLITE_DEFAULT_FRAMES);
+    sqlite3_wal_autocheckpoint(c->writer, DEFAULT_START_FRAMES);
     uv_mutex_lock(&c->lock);
     c->stopping = true;
     uv_cond_signal(&c->wake);

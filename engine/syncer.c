@@ -99,7 +99,6 @@ int wh_syncer_open(uv_loop_t *loop, int fd, const wh_hist_t *seconds, void (*on_
     s->wake_loop.data = s;
     if (uv_thread_create(&s->thread, run, s) != 0) {
         /* The handle is live: free through its close. */
-        s->done = NULL;
         wh_syncer_close(s, NULL);
         return WH_ENOMEM;
     }
